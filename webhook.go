@@ -1,0 +1,196 @@
+// Package tlwebhook receives Tensorlake webhooks in Go.
+//
+// Tensorlake delivers its webhooks through Svix: signed HTTP POSTs that arrive
+// at least once, in any order, and must be answered 2xx within 15 seconds.
+// This package verifies the Svix signature, decodes the payload into typed
+// events and dispatches each event to the callback registered for its type.
+//
+// The usual entry point is [Handler], an [http.Handler] to mount on one route:
+//
+//	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET"))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	h.OnJobCompleted(func(ctx context.Context, ev *tlwebhook.JobCompleted) error {
+//		log.Printf("job %s parsed %d pages", ev.JobID, ev.Usage.PagesParsed)
+//		return nil
+//	})
+//	http.Handle("POST /webhooks/tensorlake", h)
+//
+// Lower layers are available for programs that route or decode themselves:
+// [Verifier.Verify] checks a payload and its headers, [Verifier.Middleware]
+// verifies a request before handing it on, and [ParseEvent] decodes a payload
+// that was verified elsewhere (for example one taken from a queue).
+//
+// # Signatures
+//
+// A delivery carries three headers, either the svix-* set ([HeaderSvixID],
+// [HeaderSvixTimestamp], [HeaderSvixSignature]) or the Standard Webhooks
+// webhook-* set. The signed content is id + "." + timestamp + "." + body, and a
+// v1 signature is the base64 HMAC-SHA256 of it under the endpoint secret. The
+// timestamp must be within a tolerance ([DefaultTolerance], changed with
+// [WithTolerance]) of the current time in both directions. Several secrets can
+// be accepted at once during a rotation ([WithSecrets]).
+//
+// # Errors
+//
+// Every error returned by this package wraps one of the exported sentinel
+// errors, such as [ErrNoMatchingSignature], so callers can use [errors.Is].
+// No error message contains a secret, a computed signature or payload content.
+package tlwebhook
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Header names of the signature scheme. Svix sends the svix-* names;
+// white-labelled senders use the Standard Webhooks webhook-* names with the
+// same meaning. Both sets are accepted.
+const (
+	HeaderSvixID           = "svix-id"
+	HeaderSvixTimestamp    = "svix-timestamp"
+	HeaderSvixSignature    = "svix-signature"
+	HeaderWebhookID        = "webhook-id"
+	HeaderWebhookTimestamp = "webhook-timestamp"
+	HeaderWebhookSignature = "webhook-signature"
+)
+
+// Defaults used when the corresponding option is not given.
+const (
+	// DefaultTolerance is how far a delivery's timestamp may lie in the past
+	// or in the future. It matches Svix's own libraries.
+	DefaultTolerance = 5 * time.Minute
+
+	// DefaultMaxBodyBytes is the largest request body accepted. Tensorlake's
+	// payloads are a few kilobytes.
+	DefaultMaxBodyBytes int64 = 1 << 20
+)
+
+// Sentinel errors. Errors returned by this package wrap exactly one of them;
+// test with [errors.Is].
+var (
+	// ErrMissingHeaders means the id, timestamp or signature header is
+	// missing or empty in both the svix-* and the webhook-* set.
+	ErrMissingHeaders = errors.New("tlwebhook: missing signature headers")
+	// ErrInvalidHeaders means a signature header is malformed, for example a
+	// timestamp that is not a decimal integer.
+	ErrInvalidHeaders = errors.New("tlwebhook: invalid signature headers")
+	// ErrNoMatchingSignature means no v1 signature in the header matches the
+	// payload under any accepted secret.
+	ErrNoMatchingSignature = errors.New("tlwebhook: no matching signature")
+	// ErrTimestampTooOld means the delivery was signed longer ago than the
+	// tolerance allows.
+	ErrTimestampTooOld = errors.New("tlwebhook: timestamp too old")
+	// ErrTimestampTooNew means the delivery's timestamp lies further in the
+	// future than the tolerance allows.
+	ErrTimestampTooNew = errors.New("tlwebhook: timestamp too new")
+	// ErrInvalidSecret means a secret does not decode as base64 (with or
+	// without the whsec_ prefix) or decodes to fewer than 16 bytes.
+	ErrInvalidSecret = errors.New("tlwebhook: invalid secret")
+	// ErrPayloadTooLarge means the body is larger than the configured limit.
+	ErrPayloadTooLarge = errors.New("tlwebhook: payload too large")
+	// ErrInvalidPayload means a verified payload is not a single JSON object,
+	// or is a known event whose fields have the wrong JSON type.
+	ErrInvalidPayload = errors.New("tlwebhook: invalid payload")
+)
+
+// minKeyBytes is the shortest decoded secret accepted. Svix issues 24-byte
+// keys; anything under 16 bytes is a configuration mistake.
+const minKeyBytes = 16
+
+// An Option configures a [Verifier] or a [Handler].
+type Option func(*config) error
+
+// config holds the settings shared by Verifier and Handler.
+type config struct {
+	tolerance    time.Duration
+	now          func() time.Time
+	maxBodyBytes int64
+	secrets      []string
+	logger       *slog.Logger
+}
+
+func newConfig(secret string, opts []Option) (*config, error) {
+	c := &config{
+		tolerance:    DefaultTolerance,
+		now:          time.Now,
+		maxBodyBytes: DefaultMaxBodyBytes,
+		secrets:      []string{secret},
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(c); err != nil {
+			return nil, err
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return c, nil
+}
+
+// WithTolerance sets how far a delivery's timestamp may lie in the past or in
+// the future. The default is [DefaultTolerance]. It must be positive.
+func WithTolerance(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("tlwebhook: WithTolerance(%v): tolerance must be positive", d)
+		}
+		c.tolerance = d
+		return nil
+	}
+}
+
+// WithClock sets the function that tells the current time, for tests and
+// for programs that verify recorded deliveries. The default is [time.Now].
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return errors.New("tlwebhook: WithClock(nil)")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithMaxBodyBytes sets the largest body accepted; larger requests are
+// answered 413 without being read further. The default is
+// [DefaultMaxBodyBytes]. It must be positive.
+func WithMaxBodyBytes(n int64) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("tlwebhook: WithMaxBodyBytes(%d): limit must be positive", n)
+		}
+		c.maxBodyBytes = n
+		return nil
+	}
+}
+
+// WithSecrets adds further accepted secrets, for example the old and the new
+// secret while an endpoint's secret is rotated. A delivery is accepted when
+// any v1 signature it carries matches under any of the secrets.
+func WithSecrets(secrets ...string) Option {
+	return func(c *config) error {
+		c.secrets = append(c.secrets, secrets...)
+		return nil
+	}
+}
+
+// WithLogger sets the logger for rejected deliveries, callback errors and
+// recovered panics. Log records carry delivery ids and reasons, never bodies
+// or secrets. The default is [slog.Default]; pass a logger with a discarding
+// handler to silence it.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("tlwebhook: WithLogger(nil)")
+		}
+		c.logger = l
+		return nil
+	}
+}
