@@ -21,6 +21,11 @@ import (
 //   - 204 when the delivery verified and its callback returned nil, or no
 //     callback is registered for its type;
 //   - 500 when the callback returned an error or panicked (Svix retries);
+//     with the header webhook-delivery: abort-message when the error is
+//     [Permanent] (Svix stops retrying);
+//   - 503 when the callback overran its timeout ([WithCallbackTimeout]) or
+//     the deduplicator failed ([WithDeduplicator]);
+//   - 409 when a deduplicator reports the same message in progress;
 //   - 405 with Allow: POST for other methods;
 //   - 413 when the body is over the limit ([WithMaxBodyBytes]);
 //   - 401 when signature headers are missing or malformed, no signature
@@ -67,7 +72,11 @@ func (c *callback[T]) set(fn func(context.Context, *T) error) {
 // callbacks registered. It returns an error wrapping [ErrInvalidSecret] if a
 // secret is not valid; see [NewVerifier].
 func NewHandler(secret string, opts ...Option) (*Handler, error) {
-	v, err := NewVerifier(secret, opts...)
+	cfg, err := newConfig(secret, opts)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -151,25 +160,167 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.EventID = env.EventID
 	}
 	ctx := contextWithDelivery(r.Context(), d)
-	ran, err := h.dispatch(ctx, ev)
-	log := h.v.cfg.logger
-	attrs := []slog.Attr{slog.String("delivery_id", truncate(d.ID, 128)), slog.String("event_type", truncate(string(ev.Type()), 128))}
-	if d.EventID != "" {
-		attrs = append(attrs, slog.String("event_id", truncate(d.EventID, 128)))
+	log := deliveryLog{logger: h.v.cfg.logger, d: d, ev: ev}
+
+	if !h.registered(ev) {
+		w.WriteHeader(http.StatusNoContent)
+		log.log(ctx, slog.LevelDebug, "tlwebhook: delivery accepted, no callback registered")
+		return
 	}
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError)
-		attrs = append(attrs, slog.String("error", err.Error()))
+
+	dedup := h.v.cfg.dedup
+	var token string
+	if dedup != nil {
+		var res ClaimResult
+		token, res, err = dedup.Claim(ctx, d.IdempotencyKey())
+		switch {
+		case err != nil:
+			writeStatus(w, http.StatusServiceUnavailable)
+			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator unavailable, delivery not processed", slog.String("error", err.Error()))
+			return
+		case res == InProgress:
+			writeStatus(w, http.StatusConflict)
+			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate delivery while the first is in progress")
+			return
+		case res == Completed:
+			w.WriteHeader(http.StatusNoContent)
+			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate of a completed delivery, callback skipped")
+			return
+		case res != Claimed:
+			writeStatus(w, http.StatusServiceUnavailable)
+			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator returned an invalid result", slog.Int("result", int(res)))
+			return
+		}
+	}
+	finish := func(ctx context.Context, err error) {
+		if dedup == nil {
+			return
+		}
+		key := d.IdempotencyKey()
+		var derr error
+		if err == nil {
+			derr = dedup.Complete(ctx, key, token)
+		} else {
+			derr = dedup.Release(ctx, key, token)
+		}
+		if derr != nil {
+			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator update failed", slog.String("error", derr.Error()))
+		}
+	}
+
+	timedOut, err := h.run(ctx, ev, finish)
+	switch {
+	case timedOut:
+		writeStatus(w, http.StatusServiceUnavailable)
+		log.log(ctx, slog.LevelError, "tlwebhook: callback timed out", slog.Duration("timeout", h.v.cfg.callbackTimeout))
+	case err != nil:
+		attrs := []slog.Attr{slog.String("error", err.Error())}
+		if errors.Is(err, ErrPermanent) {
+			w.Header().Set(HeaderWebhookDelivery, "abort-message")
+			attrs = append(attrs, slog.Bool("permanent", true))
+		}
 		var pe *panicError
 		if errors.As(err, &pe) {
 			attrs = append(attrs, slog.String("stack", string(pe.stack)))
 		}
-		log.LogAttrs(ctx, slog.LevelError, "tlwebhook: callback failed", attrs...)
+		writeStatus(w, http.StatusInternalServerError)
+		log.log(ctx, slog.LevelError, "tlwebhook: callback failed", attrs...)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+		log.log(ctx, slog.LevelDebug, "tlwebhook: delivery processed")
+	}
+}
+
+// HeaderWebhookDelivery is the response header of Svix's delivery control.
+// The [Handler] sets it to "abort-message" when a callback returns a
+// [Permanent] error, so that Svix stops retrying that message.
+const HeaderWebhookDelivery = "webhook-delivery"
+
+// run calls ev's callback under the callback timeout. When the callback
+// finishes, finish is called with its error (also when it finishes after
+// the timeout, in the background). It returns the callback's error, or
+// timedOut when the deadline passed first.
+func (h *Handler) run(ctx context.Context, ev Event, finish func(context.Context, error)) (timedOut bool, err error) {
+	timeout := h.v.cfg.callbackTimeout
+	if timeout <= 0 {
+		_, err = h.dispatch(ctx, ev)
+		finish(ctx, err)
+		return false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.dispatch(cctx, ev)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+		cancel()
+		finish(ctx, err)
+		return false, err
+	case <-cctx.Done():
+	}
+	select {
+	case err = <-done: // finished at the deadline: take its answer
+		cancel()
+		finish(ctx, err)
+		return false, err
+	default:
+	}
+	// The callback overran. Leave it to finish in the background, then
+	// settle its claim with a context that outlives the request.
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		defer cancel()
+		finish(bg, <-done)
+	}()
+	return true, cctx.Err()
+}
+
+// registered reports whether a callback is registered for ev's type.
+func (h *Handler) registered(ev Event) bool {
+	switch ev.(type) {
+	case *JobCreated:
+		return h.onJobCreated.fn.Load() != nil
+	case *JobFailed:
+		return h.onJobFailed.fn.Load() != nil
+	case *JobCompleted:
+		return h.onJobCompleted.fn.Load() != nil
+	case *WorkflowCompleted:
+		return h.onWorkflowCompleted.fn.Load() != nil
+	case *SandboxEvent:
+		return h.onSandboxEvent.fn.Load() != nil
+	case *ApplicationEvent:
+		return h.onApplicationEvent.fn.Load() != nil
+	case *RequestEvent:
+		return h.onRequestEvent.fn.Load() != nil
+	case *UnknownEvent:
+		return h.onUnknown.fn.Load() != nil
+	}
+	return false
+}
+
+// deliveryLog logs about one delivery with its ids, never its body.
+type deliveryLog struct {
+	logger *slog.Logger
+	d      Delivery
+	ev     Event
+}
+
+func (l deliveryLog) log(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
+	if !l.logger.Enabled(ctx, level) {
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
-	attrs = append(attrs, slog.Bool("handled", ran))
-	log.LogAttrs(ctx, slog.LevelDebug, "tlwebhook: delivery accepted", attrs...)
+	attrs := make([]slog.Attr, 0, 4+len(extra))
+	attrs = append(attrs, slog.String("delivery_id", truncate(l.d.ID, 128)))
+	if t := l.ev.Type(); t != "" {
+		attrs = append(attrs, slog.String("event_type", truncate(string(t), 128)))
+	}
+	if l.d.EventID != "" {
+		attrs = append(attrs, slog.String("event_id", truncate(l.d.EventID, 128)))
+	}
+	attrs = append(attrs, extra...)
+	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 func envelopeOf(ev Event) *Envelope {

@@ -91,6 +91,9 @@ func NewVerifier(secret string, opts ...Option) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.handlerOnly) > 0 {
+		return nil, fmt.Errorf("tlwebhook: %s applies to Handler only, not to Verifier", cfg.handlerOnly[0])
+	}
 	return newVerifier(cfg)
 }
 
@@ -388,6 +391,8 @@ var statusText = map[int]string{
 	http.StatusUnauthorized:          "invalid webhook signature",
 	http.StatusBadRequest:            "invalid webhook payload",
 	http.StatusInternalServerError:   "webhook processing failed",
+	http.StatusServiceUnavailable:    "webhook processing unavailable, retry later",
+	http.StatusConflict:              "delivery already in progress",
 }
 
 func writeStatus(w http.ResponseWriter, status int) {

@@ -67,6 +67,10 @@ const (
 	// DefaultMaxBodyBytes is the largest request body accepted. Tensorlake's
 	// payloads are a few kilobytes.
 	DefaultMaxBodyBytes int64 = 1 << 20
+
+	// DefaultCallbackTimeout bounds a [Handler] callback, safely under the
+	// 15 seconds Svix waits for an answer.
+	DefaultCallbackTimeout = 10 * time.Second
 )
 
 // Sentinel errors. Errors returned by this package wrap exactly one of them;
@@ -111,6 +115,11 @@ type config struct {
 	maxBodyBytes int64
 	secrets      []string
 	logger       *slog.Logger
+
+	// Handler-only settings.
+	dedup           Deduplicator
+	callbackTimeout time.Duration
+	handlerOnly     []string // names of Handler-only options given
 }
 
 func newConfig(secret string, opts []Option) (*config, error) {
@@ -119,6 +128,8 @@ func newConfig(secret string, opts []Option) (*config, error) {
 		now:          time.Now,
 		maxBodyBytes: DefaultMaxBodyBytes,
 		secrets:      []string{secret},
+
+		callbackTimeout: DefaultCallbackTimeout,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -191,6 +202,48 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("tlwebhook: WithLogger(nil)")
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithDeduplicator makes a [Handler] run each message's callback once, even
+// though Svix delivers at least once: after verification and decoding, the
+// delivery's [Delivery.IdempotencyKey] is claimed in d. Then:
+//
+//   - the first delivery of a key runs the callback; when it succeeds the key
+//     is marked completed, when it fails the claim is released so that the
+//     retry runs it again;
+//   - a copy that arrives while the first is still running gets 409 and
+//     runs nothing (Svix retries it later);
+//   - a copy of a completed message gets 2xx and runs nothing;
+//   - if d fails (for example Redis is unreachable), the delivery gets 503
+//     and runs nothing.
+//
+// Forged requests never reach d. This option applies to [Handler] only;
+// [NewVerifier] rejects it.
+func WithDeduplicator(d Deduplicator) Option {
+	return func(c *config) error {
+		if d == nil {
+			return errors.New("tlwebhook: WithDeduplicator(nil)")
+		}
+		c.dedup = d
+		c.handlerOnly = append(c.handlerOnly, "WithDeduplicator")
+		return nil
+	}
+}
+
+// WithCallbackTimeout bounds each callback of a [Handler]: the callback's
+// context carries the deadline, and a callback still running when it passes
+// gets a 503 answer (Svix retries) while it is left to finish in the
+// background. The default is [DefaultCallbackTimeout]; 0 disables the
+// bound. This option applies to [Handler] only; [NewVerifier] rejects it.
+func WithCallbackTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("tlwebhook: WithCallbackTimeout(%v): timeout must not be negative", d)
+		}
+		c.callbackTimeout = d
+		c.handlerOnly = append(c.handlerOnly, "WithCallbackTimeout")
 		return nil
 	}
 }

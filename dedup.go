@@ -1,0 +1,84 @@
+package tlwebhook
+
+import (
+	"context"
+	"errors"
+)
+
+// ClaimResult is the answer of a [Deduplicator] to a claim.
+type ClaimResult int
+
+// Claim results.
+const (
+	// Claimed means the caller now holds the key and must process the
+	// delivery, then call Complete (success) or Release (failure).
+	Claimed ClaimResult = iota + 1
+	// InProgress means another holder's claim on the key is still live:
+	// the delivery is being processed elsewhere. The Handler answers 409 so
+	// that Svix retries later.
+	InProgress
+	// Completed means the key was processed successfully within the
+	// retention period. The Handler answers 2xx without running the
+	// callback.
+	Completed
+)
+
+// String returns the result's name.
+func (r ClaimResult) String() string {
+	switch r {
+	case Claimed:
+		return "claimed"
+	case InProgress:
+		return "in-progress"
+	case Completed:
+		return "completed"
+	}
+	return "ClaimResult(?)"
+}
+
+// A Deduplicator records which messages have been processed, so that a
+// [Handler] configured with [WithDeduplicator] runs each message's callback
+// once even though Svix delivers at least once. Keys are
+// [Delivery.IdempotencyKey] values. Implementations must be safe for
+// concurrent use, and across processes when they are shared.
+//
+// The protocol: Claim atomically claims a key for a lease period and returns
+// a token unique to this claim. The holder then calls Complete, which marks
+// the key done for a retention period, or Release, which deletes the claim
+// so that a retry can run. Complete and Release must act only when the token
+// still matches, so that a holder whose lease expired never affects a later
+// claim. A claim neither completed nor released expires after its lease.
+//
+// [NewMemoryDeduplicator] keeps the records in one process; the nested
+// module github.com/tlwebhook/tlwebhook/redisdedup shares them across
+// processes through Redis.
+type Deduplicator interface {
+	// Claim tries to claim key. token is meaningful only when result is
+	// Claimed. An error means the store could not be consulted; the
+	// Handler then answers 503 and runs nothing.
+	Claim(ctx context.Context, key string) (token string, result ClaimResult, err error)
+	// Complete marks key as processed, if token still holds the claim.
+	Complete(ctx context.Context, key, token string) error
+	// Release deletes the claim on key, if token still holds it.
+	Release(ctx context.Context, key, token string) error
+}
+
+// ErrPermanent marks a callback error that retrying cannot fix; see
+// [Permanent].
+var ErrPermanent = errors.New("tlwebhook: permanent failure")
+
+// Permanent wraps err to mark it permanent: when a callback returns it, the
+// [Handler] answers with the header webhook-delivery: abort-message so that
+// Svix stops retrying the message. errors.Is(Permanent(err), ErrPermanent)
+// and errors.Is(Permanent(err), err) are both true. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
