@@ -255,6 +255,9 @@ type probe struct {
 // is not a single JSON object, or is a known event whose fields have the
 // wrong JSON type (or a time that is not RFC 3339).
 func ParseEvent(payload []byte) (Event, error) {
+	if ev, ok := fastParse(payload); ok {
+		return ev, nil
+	}
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidPayload)
