@@ -2,7 +2,6 @@ package tlwebhook
 
 import (
 	"context"
-	"errors"
 )
 
 // ClaimResult is the answer of a [Deduplicator] to a claim.
@@ -62,10 +61,6 @@ type Deduplicator interface {
 	// Release deletes the claim on key, if token still holds it.
 	Release(ctx context.Context, key, token string) error
 }
-
-// ErrPermanent marks a callback error that retrying cannot fix; see
-// [Permanent].
-var ErrPermanent = errors.New("tlwebhook: permanent failure")
 
 // Permanent wraps err to mark it permanent: when a callback returns it, the
 // [Handler] answers with the header webhook-delivery: abort-message so that

@@ -350,10 +350,14 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// receive runs every check of a delivery in order: method, declared length,
+// receive runs every check of a delivery in order: source address, method, declared length,
 // headers and timestamp, then reads the body and checks the signature. On
 // failure it has written the response and logged the reason.
 func (v *Verifier) receive(w http.ResponseWriter, r *http.Request) ([]byte, Delivery, bool) {
+	if err := v.cfg.checkSource(r); err != nil {
+		v.reject(w, r, http.StatusForbidden, "", err)
+		return nil, Delivery{}, false
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		v.reject(w, r, http.StatusMethodNotAllowed, "", fmt.Errorf("method %s not allowed", r.Method))
@@ -393,6 +397,7 @@ var statusText = map[int]string{
 	http.StatusInternalServerError:   "webhook processing failed",
 	http.StatusServiceUnavailable:    "webhook processing unavailable, retry later",
 	http.StatusConflict:              "delivery already in progress",
+	http.StatusForbidden:             "source address not allowed",
 }
 
 func writeStatus(w http.ResponseWriter, status int) {

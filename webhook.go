@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -99,6 +100,12 @@ var (
 	// ErrInvalidPayload means a verified payload is not a single JSON object,
 	// or is a known event whose fields have the wrong JSON type.
 	ErrInvalidPayload = errors.New("tlwebhook: invalid payload")
+	// ErrSourceNotAllowed means a request came from an address outside the
+	// allowlist set with [WithAllowedSources].
+	ErrSourceNotAllowed = errors.New("tlwebhook: source address not allowed")
+	// ErrPermanent marks a callback error that retrying cannot fix; see
+	// [Permanent].
+	ErrPermanent = errors.New("tlwebhook: permanent failure")
 )
 
 // minKeyBytes is the shortest decoded secret accepted. Svix issues 24-byte
@@ -115,6 +122,9 @@ type config struct {
 	maxBodyBytes int64
 	secrets      []string
 	logger       *slog.Logger
+	allowed      []netip.Prefix // WithAllowedSources
+	trusted      []netip.Prefix // WithTrustedProxies
+	sourceCheck  bool
 
 	// Handler-only settings.
 	dedup           Deduplicator
