@@ -255,7 +255,7 @@ type probe struct {
 // is not a single JSON object, or is a known event whose fields have the
 // wrong JSON type (or a time that is not RFC 3339).
 func ParseEvent(payload []byte) (Event, error) {
-	if ev, ok := fastParse(payload); ok {
+	if ev, ok := fastParse(payload); ok && checkTimes(ev) == nil {
 		return ev, nil
 	}
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
@@ -291,7 +291,11 @@ func decodeKnown[T any, P interface {
 	*T
 	Event
 }](payload []byte, ev P, t EventType) (Event, error) {
-	if err := json.Unmarshal(payload, ev); err != nil {
+	err := json.Unmarshal(payload, ev)
+	if err == nil {
+		err = checkTimes(ev)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, t, describeJSONError(err))
 	}
 	return ev, nil
@@ -315,6 +319,9 @@ func parseEnvelope(t EventType, payload []byte) (Event, error) {
 		return u, nil
 	}
 	err := json.Unmarshal(payload, ev)
+	if err == nil {
+		err = checkTimes(ev)
+	}
 	if err == nil {
 		return ev, nil
 	}
@@ -397,15 +404,49 @@ func describeJSONError(err error) string {
 		if field == "" {
 			field = "(top level)"
 		}
-		return fmt.Sprintf("field %s: got JSON %s, want %s", field, te.Value, te.Type)
+		kind, _, _ := strings.Cut(te.Value, " ") // "number 1.5": keep the kind only
+		return fmt.Sprintf("field %s: got JSON %s, want %s", field, kind, te.Type)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("malformed JSON at offset %d", se.Offset)
 	}
 	var pe *time.ParseError
-	if errors.As(err, &pe) {
+	if errors.As(err, &pe) || errors.Is(err, errTimeRange) {
 		return "a time is not RFC 3339"
 	}
 	return "does not decode"
+}
+
+// errTimeRange reports a time that time.Parse accepts but RFC 3339 does
+// not, such as an offset of +24:00, and that encoding/json cannot marshal.
+var errTimeRange = errors.New("time offset out of range")
+
+// checkTimes rejects decoded times that could not be marshalled back.
+func checkTimes(ev Event) error {
+	var buf [3]time.Time
+	ts := buf[:0]
+	switch e := ev.(type) {
+	case *JobCreated:
+		ts = append(ts, e.CreatedAt)
+	case *JobFailed:
+		ts = append(ts, e.CreatedAt, e.FinishedAt)
+	case *JobCompleted:
+		ts = append(ts, e.CreatedAt, e.FinishedAt)
+	case *SandboxEvent:
+		ts = append(ts, e.OccurredAt, e.Data.Sandbox.CreatedAt)
+	case *ApplicationEvent:
+		ts = append(ts, e.OccurredAt, e.Data.Application.CreatedAt)
+	case *RequestEvent:
+		ts = append(ts, e.OccurredAt, e.Data.Request.CreatedAt)
+		if e.Data.Request.FinishedAt != nil {
+			ts = append(ts, *e.Data.Request.FinishedAt)
+		}
+	}
+	for _, t := range ts {
+		if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+			return errTimeRange
+		}
+	}
+	return nil
 }

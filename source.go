@@ -42,7 +42,7 @@ func WithAllowedSources(prefixes ...netip.Prefix) Option {
 			if !p.IsValid() {
 				return fmt.Errorf("tlwebhook: WithAllowedSources: invalid prefix %v", p)
 			}
-			c.allowed = append(c.allowed, p.Masked())
+			c.allowed = append(c.allowed, unmapPrefix(p))
 		}
 		c.sourceCheck = true
 		return nil
@@ -61,10 +61,20 @@ func WithTrustedProxies(prefixes ...netip.Prefix) Option {
 			if !p.IsValid() {
 				return fmt.Errorf("tlwebhook: WithTrustedProxies: invalid prefix %v", p)
 			}
-			c.trusted = append(c.trusted, p.Masked())
+			c.trusted = append(c.trusted, unmapPrefix(p))
 		}
 		return nil
 	}
+}
+
+// unmapPrefix turns an IPv4-mapped IPv6 prefix such as ::ffff:10.0.0.0/104
+// into its IPv4 form, since addresses are unmapped before matching.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() {
+		bits := max(p.Bits()-96, 0)
+		return netip.PrefixFrom(p.Addr().Unmap(), bits).Masked()
+	}
+	return p.Masked()
 }
 
 func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {

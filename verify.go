@@ -109,6 +109,10 @@ func newVerifier(cfg *config) (*Verifier, error) {
 		}
 		v.keys = append(v.keys, newMACKey(key))
 	}
+	// Keep no copy of the secrets beyond the HMAC states: nothing that
+	// prints or dumps the verifier can reach them.
+	clear(cfg.secrets)
+	cfg.secrets = nil
 	return v, nil
 }
 
@@ -137,16 +141,16 @@ func newMACKey(key []byte) *macKey {
 }
 
 // String describes the verifier without revealing any key.
-func (v *Verifier) String() string {
+func (v Verifier) String() string {
 	return fmt.Sprintf("tlwebhook.Verifier{secrets: %d, tolerance: %v, maxBodyBytes: %d}",
 		len(v.keys), v.cfg.tolerance, v.cfg.maxBodyBytes)
 }
 
 // GoString is like String, so that %#v reveals no key either.
-func (v *Verifier) GoString() string { return v.String() }
+func (v Verifier) GoString() string { return v.String() }
 
 // LogValue is like String, for [log/slog].
-func (v *Verifier) LogValue() slog.Value { return slog.StringValue(v.String()) }
+func (v Verifier) LogValue() slog.Value { return slog.StringValue(v.String()) }
 
 // sigHeaders are the three signature headers of one delivery.
 type sigHeaders struct {
@@ -185,7 +189,7 @@ func parseHeaders(h http.Header) (sigHeaders, error) {
 	}
 	t, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return sigHeaders{}, fmt.Errorf("%w: timestamp is not a decimal integer of Unix seconds", ErrInvalidHeaders)
+		return sigHeaders{id: id}, fmt.Errorf("%w: timestamp is not a decimal integer of Unix seconds", ErrInvalidHeaders)
 	}
 	return sigHeaders{id: id, timestamp: t, signature: sig}, nil
 }
