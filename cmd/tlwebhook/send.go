@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
+)
+
+// progressThreshold is the number of requests above which send prints
+// progress lines instead of one line per successful request.
+const progressThreshold = 20
+
+func runSend(ctx context.Context, e *env, args []string) int {
+	f := newFlags("send", "[-url URL] [-secret whsec_...] (-event TYPE | -file payload.json) [-n N] [-c C]", `
+Send signs payloads and POSTs them to a receiver, each with a fresh message
+id and the current time, and prints:
+
+  sent K/N status=CODE latency=D event=TYPE delivery=ID   (each request)
+  progress K/N ok=OK failed=FAILED                        (when N > 20)
+  summary requests=N ok=OK failed=FAILED min=D p50=D p90=D p99=D max=D
+
+When N is over 20, only failed requests get their own line. TYPE is an event
+type, a unique suffix of one (job.completed, sandbox.failed, ...) or "all" to
+cycle through every type; the payload is the type's sample. -file sends the
+file's bytes unchanged instead ("-" reads stdin). Send exits 1 when any
+request fails or is answered with a status other than 2xx.`)
+	target := f.String("url", "http://127.0.0.1:8080"+defaultPath, "receiver URL")
+	secretFlag := f.secretFlag()
+	event := f.String("event", "", `event type to send a sample of, or "all"`)
+	file := f.String("file", "", `payload file to send instead of a sample ("-" for stdin)`)
+	n := f.Int("n", 1, "number of requests")
+	c := f.Int("c", 1, "number of requests in flight at once")
+	timeout := f.Duration("timeout", 10*time.Second, "timeout of each request")
+	if code, done := f.parse(e, args); done {
+		return code
+	}
+	if u, err := url.Parse(*target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return f.usageError(e, "-url %q is not an absolute http or https URL", *target)
+	}
+	if *n < 1 || *c < 1 {
+		return f.usageError(e, "-n and -c must be at least 1")
+	}
+	if *timeout <= 0 {
+		return f.usageError(e, "-timeout must be positive")
+	}
+	if (*event == "") == (*file == "") {
+		return f.usageError(e, "give exactly one of -event and -file")
+	}
+	secret, code, ok := f.secret(e, *secretFlag)
+	if !ok {
+		return code
+	}
+
+	// payloads are sent round robin.
+	type payload struct {
+		typ  string
+		body []byte
+	}
+	var payloads []payload
+	switch {
+	case *file != "":
+		body, err := readInput(e, *file)
+		if err != nil {
+			return f.fail(e, "%v", err)
+		}
+		payloads = []payload{{typ: "file", body: body}}
+	case *event == "all":
+		for _, t := range tlwebhook.EventTypes() {
+			if tlwebhooktest.HasSample(t) {
+				payloads = append(payloads, payload{typ: string(t), body: tlwebhooktest.Sample(t)})
+			}
+		}
+	default:
+		t, err := parseEventType(*event)
+		if err != nil {
+			return f.usageError(e, "%v", err)
+		}
+		payloads = []payload{{typ: string(t), body: tlwebhooktest.Sample(t)}}
+	}
+
+	s := signer(secret)
+	client := &http.Client{
+		Timeout:   *timeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: *c, Proxy: http.ProxyFromEnvironment},
+	}
+	defer client.CloseIdleConnections()
+
+	type result struct {
+		typ, id string
+		status  int
+		latency time.Duration
+		err     error
+	}
+	jobs := make(chan int)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for range min(*c, *n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				p := payloads[i%len(payloads)]
+				h := s.Header(p.body)
+				start := time.Now()
+				status, err := post(ctx, client, *target, p.body, h)
+				results <- result{typ: p.typ, id: h.Get(tlwebhook.HeaderSvixID), status: status, latency: time.Since(start), err: err}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i := range *n {
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	start := time.Now()
+	verbose := *n <= progressThreshold
+	step := max(*n/10, 1)
+	var latencies []time.Duration
+	done, failed := 0, 0
+	for r := range results {
+		done++
+		good := r.err == nil && r.status >= 200 && r.status < 300
+		if !good {
+			failed++
+		}
+		if r.err == nil {
+			latencies = append(latencies, r.latency)
+		}
+		if verbose || !good {
+			fields := []string{"sent", fmt.Sprintf("%d/%d", done, *n)}
+			if r.err != nil {
+				fields = append(fields, "status=error", kv("error", r.err.Error()))
+			} else {
+				fields = append(fields, "status="+strconv.Itoa(r.status))
+			}
+			fields = append(fields, "latency="+round(r.latency), kv("event", r.typ), kv("delivery", r.id))
+			fmt.Fprintln(e.stdout, strings.Join(fields, " "))
+		}
+		if !verbose && (done%step == 0 || done == *n) {
+			fmt.Fprintf(e.stdout, "progress %d/%d ok=%d failed=%d\n", done, *n, done-failed, failed)
+		}
+	}
+	elapsed := time.Since(start)
+	if done < *n {
+		failed += *n - done // cancelled before being sent
+	}
+
+	slices.Sort(latencies)
+	fields := []string{"summary", fmt.Sprintf("requests=%d ok=%d failed=%d", *n, *n-failed, failed)}
+	if len(latencies) > 0 {
+		fields = append(fields,
+			"min="+round(latencies[0]),
+			"p50="+round(percentile(latencies, 50)),
+			"p90="+round(percentile(latencies, 90)),
+			"p99="+round(percentile(latencies, 99)),
+			"max="+round(latencies[len(latencies)-1]))
+	}
+	fields = append(fields, "elapsed="+round(elapsed))
+	fmt.Fprintln(e.stdout, strings.Join(fields, " "))
+	if failed > 0 {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// percentile returns the p-th percentile of sorted latencies (nearest rank).
+func percentile(sorted []time.Duration, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	return sorted[max(rank, 1)-1]
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+// readInput reads a file, or stdin for "-".
+func readInput(e *env, name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(e.stdin)
+	}
+	return os.ReadFile(name)
+}
