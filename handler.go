@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 )
 
 // A Handler is an [http.Handler] that receives Tensorlake webhooks: it
@@ -196,6 +197,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if dedup == nil {
 			return
 		}
+		// Settle the claim even if the sender has hung up meanwhile: a
+		// canceled context here would leave the claim to expire and let a
+		// retry run the callback again.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
 		key := d.IdempotencyKey()
 		var derr error
 		if err == nil {
@@ -210,6 +216,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	timedOut, err := h.run(ctx, ev, finish)
 	switch {
+	case timedOut && ctx.Err() != nil:
+		writeStatus(w, http.StatusServiceUnavailable)
+		log.log(ctx, slog.LevelWarn, "tlwebhook: sender went away before the callback finished; it finishes in the background")
 	case timedOut:
 		writeStatus(w, http.StatusServiceUnavailable)
 		log.log(ctx, slog.LevelError, "tlwebhook: callback timed out", slog.Duration("timeout", h.v.cfg.callbackTimeout))
@@ -230,6 +239,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.log(ctx, slog.LevelDebug, "tlwebhook: delivery processed")
 	}
 }
+
+// settleTimeout bounds the deduplicator update after a callback.
+const settleTimeout = 5 * time.Second
 
 // HeaderWebhookDelivery is the response header of Svix's delivery control.
 // The [Handler] sets it to "abort-message" when a callback returns a

@@ -106,6 +106,11 @@ var (
 	// ErrPermanent marks a callback error that retrying cannot fix; see
 	// [Permanent].
 	ErrPermanent = errors.New("tlwebhook: permanent failure")
+	// ErrDeduplicatorFull is returned by [MemoryDeduplicator.Claim] when the
+	// table is at its bound and every entry is a live claim, so no entry can be
+	// evicted without risking a second run. A [Handler] answers 503 and Svix
+	// retries later.
+	ErrDeduplicatorFull = errors.New("tlwebhook: deduplicator full of live claims")
 )
 
 // minKeyBytes is the shortest decoded secret accepted. Svix issues 24-byte
