@@ -25,6 +25,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
 // htCallbacks are the names of the Handler's callback registrations.
@@ -95,23 +96,8 @@ func (r *htRecorder) registerAll(h *tl.Handler) {
 	h.OnUnknown(func(ctx context.Context, e *tl.UnknownEvent) error { return r.record(ctx, "OnUnknown", e) })
 }
 
-// htLockedBuffer is a bytes.Buffer safe for concurrent use.
-type htLockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *htLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *htLockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// htLockedBuffer captures JSON log lines written concurrently.
+type htLockedBuffer struct{ testutil.SyncBuffer }
 
 // records parses the JSON log lines.
 func (b *htLockedBuffer) records(t *testing.T) []map[string]any {

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
 // Keys of the hygiene tests: printable, so that a raw copy of the key would
@@ -69,23 +69,7 @@ func assertNoneOf(t *testing.T, where, text string, forbidden []string) {
 	assert.Emptyf(t, leaked, "%s reveals forbidden strings (indexes into the forbidden list)", where)
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // failingDedup is a deduplicator whose store is down.
 type failingDedup struct{}

@@ -23,6 +23,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
 // The known-answer vector published by Svix.
@@ -865,24 +867,7 @@ func TestVerifyZeroAllocs(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers, for capturing
-// logs written by server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
