@@ -24,7 +24,7 @@ import (
 //   - 500 when the callback returned an error or panicked (Svix retries);
 //     with the header webhook-delivery: abort-message when the error is
 //     [Permanent] (Svix stops retrying);
-//   - 503 when the callback overran its timeout ([WithCallbackTimeout]) or
+//   - 503 when the callback returned after its deadline ([WithCallbackTimeout]) or
 //     the deduplicator failed ([WithDeduplicator]);
 //   - 409 when a deduplicator reports the same message in progress;
 //   - 405 with Allow: POST for other methods;
@@ -216,9 +216,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	timedOut, err := h.run(ctx, ev, finish)
 	switch {
-	case timedOut && ctx.Err() != nil:
-		writeStatus(w, http.StatusServiceUnavailable)
-		log.log(ctx, slog.LevelWarn, "tlwebhook: sender went away before the callback finished; it finishes in the background")
 	case timedOut:
 		writeStatus(w, http.StatusServiceUnavailable)
 		log.log(ctx, slog.LevelError, "tlwebhook: callback timed out", slog.Duration("timeout", h.v.cfg.callbackTimeout))
@@ -248,10 +245,13 @@ const settleTimeout = 5 * time.Second
 // [Permanent] error, so that Svix stops retrying that message.
 const HeaderWebhookDelivery = "webhook-delivery"
 
-// run calls ev's callback under the callback timeout. When the callback
-// finishes, finish is called with its error (also when it finishes after
-// the timeout, in the background). It returns the callback's error, or
-// timedOut when the deadline passed first.
+// run calls ev's callback under the callback timeout, then finish with
+// its error. The callback runs on the request's goroutine: its context
+// carries the deadline, and a callback that returns after the deadline has
+// overrun (timedOut), whatever it returned. Running it inline costs no
+// goroutine per delivery; a callback that ignores its context delays the
+// answer, which Svix treats like a 5xx (it retries, and a deduplicator
+// answers 409 to copies until the callback finishes).
 func (h *Handler) run(ctx context.Context, ev Event, finish func(context.Context, error)) (timedOut bool, err error) {
 	timeout := h.v.cfg.callbackTimeout
 	if timeout <= 0 {
@@ -260,33 +260,14 @@ func (h *Handler) run(ctx context.Context, ev Event, finish func(context.Context
 		return false, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.dispatch(cctx, ev)
-		done <- err
-	}()
-	select {
-	case err = <-done:
-		cancel()
-		finish(ctx, err)
-		return false, err
-	case <-cctx.Done():
+	_, err = h.dispatch(cctx, ev)
+	timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
+	cancel()
+	finish(ctx, err)
+	if timedOut && err == nil {
+		err = context.DeadlineExceeded
 	}
-	select {
-	case err = <-done: // finished at the deadline: take its answer
-		cancel()
-		finish(ctx, err)
-		return false, err
-	default:
-	}
-	// The callback overran. Leave it to finish in the background, then
-	// settle its claim with a context that outlives the request.
-	bg := context.WithoutCancel(ctx)
-	go func() {
-		defer cancel()
-		finish(bg, <-done)
-	}()
-	return true, cctx.Err()
+	return timedOut, err
 }
 
 // registered reports whether a callback is registered for ev's type.

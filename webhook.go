@@ -248,10 +248,13 @@ func WithDeduplicator(d Deduplicator) Option {
 }
 
 // WithCallbackTimeout bounds each callback of a [Handler]: the callback's
-// context carries the deadline, and a callback still running when it passes
-// gets a 503 answer (Svix retries) while it is left to finish in the
-// background. The default is [DefaultCallbackTimeout]; 0 disables the
-// bound. This option applies to [Handler] only; [NewVerifier] rejects it.
+// context carries the deadline, and a callback that returns after it has
+// passed gets a 503 answer (Svix retries), whatever it returned. If it
+// succeeded, a deduplicator still records it as completed, so the retry is
+// answered 2xx without running it again. Callbacks run on the request's
+// goroutine and should honour their context: the answer waits for them.
+// The default is [DefaultCallbackTimeout]; 0 disables the bound. This
+// option applies to [Handler] only; [NewVerifier] rejects it.
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
