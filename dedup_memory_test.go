@@ -1,16 +1,9 @@
 package tlwebhook_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"regexp"
 	"runtime"
 	"strconv"
 	"sync"
@@ -20,9 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
 // memTestClock is a settable clock, safe for concurrent use.
@@ -52,132 +45,24 @@ const (
 	memTestRetention = 48 * time.Hour
 )
 
-// memStep is one operation of a scenario run against a MemoryDeduplicator.
-type memStep struct {
-	op    string // "claim", "complete", "release" or "advance"
-	key   string
-	token string        // claim: name to store the token under; complete, release: name of the token to use
-	d     time.Duration // advance
-	want  tlwebhook.ClaimResult
-}
-
-var memTokenPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-func TestMemoryDeduplicatorSemantics(t *testing.T) {
-	claim := func(key, name string, want tlwebhook.ClaimResult) memStep {
-		return memStep{op: "claim", key: key, token: name, want: want}
-	}
-	complete := func(key, name string) memStep { return memStep{op: "complete", key: key, token: name} }
-	release := func(key, name string) memStep { return memStep{op: "release", key: key, token: name} }
-	advance := func(d time.Duration) memStep { return memStep{op: "advance", d: d} }
-	const (
-		claimed    = tlwebhook.Claimed
-		inProgress = tlwebhook.InProgress
-		completed  = tlwebhook.Completed
-	)
-
-	tests := []struct {
-		name  string
-		steps []memStep
-	}{
-		{"first claim claims", []memStep{
-			claim("k", "t1", claimed),
-		}},
-		{"keys are independent", []memStep{
-			claim("a", "t1", claimed), claim("b", "t2", claimed), claim("a", "", inProgress),
-		}},
-		{"duplicate while in progress", []memStep{
-			claim("k", "t1", claimed), claim("k", "", inProgress), claim("k", "", inProgress),
-		}},
-		{"completed until retention passes, then claimable", []memStep{
-			claim("k", "t1", claimed), complete("k", "t1"),
-			claim("k", "", completed),
-			advance(memTestRetention - time.Nanosecond), claim("k", "", completed),
-			advance(time.Nanosecond), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"retention counts from completion, not from claim", []memStep{
-			claim("k", "t1", claimed), advance(20 * time.Second), complete("k", "t1"),
-			advance(memTestRetention - time.Nanosecond), claim("k", "", completed),
-		}},
-		{"release lets the retry claim", []memStep{
-			claim("k", "t1", claimed), release("k", "t1"), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"crash: claim without completion is claimable after the lease", []memStep{
-			claim("k", "t1", claimed),
-			advance(memTestLease - time.Nanosecond), claim("k", "", inProgress),
-			advance(time.Nanosecond), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"release with a stale token does nothing", []memStep{
-			claim("k", "t1", claimed), advance(memTestLease), claim("k", "t2", claimed),
-			release("k", "t1"), claim("k", "", inProgress),
-		}},
-		{"complete with a stale token does nothing", []memStep{
-			claim("k", "t1", claimed), advance(memTestLease), claim("k", "t2", claimed),
-			complete("k", "t1"), claim("k", "", inProgress),
-			advance(memTestLease), claim("k", "t3", claimed),
-		}},
-		{"the current holder still completes after a stale release", []memStep{
-			claim("k", "t1", claimed), advance(memTestLease), claim("k", "t2", claimed),
-			release("k", "t1"), complete("k", "t2"), claim("k", "", completed),
-		}},
-		{"unknown token does nothing", []memStep{
-			claim("k", "t1", claimed), release("k", "never-issued"), complete("k", "never-issued"),
-			claim("k", "", inProgress),
-		}},
-		{"token of another key does nothing", []memStep{
-			claim("a", "ta", claimed), claim("b", "tb", claimed),
-			complete("a", "tb"), release("a", "tb"), claim("a", "", inProgress),
-		}},
-		{"complete after the lease passed does nothing", []memStep{
-			claim("k", "t1", claimed), advance(memTestLease), complete("k", "t1"),
-			claim("k", "t2", claimed),
-		}},
-		{"release after complete does nothing", []memStep{
-			claim("k", "t1", claimed), complete("k", "t1"), release("k", "t1"), claim("k", "", completed),
-		}},
-		{"complete and release of an unknown key do nothing", []memStep{
-			complete("k", "never-issued"), release("k", "never-issued"), claim("k", "t1", claimed),
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			clock := newMemTestClock()
+// TestMemoryDeduplicatorSuite runs the conformance suite in fake time:
+// with a margin of a nanosecond, it checks that claims and completions last
+// exactly as long as MemoryLease and MemoryRetention say.
+func TestMemoryDeduplicatorSuite(t *testing.T) {
+	clock := newMemTestClock()
+	tlwebhooktest.TestDeduplicator(t, tlwebhooktest.DeduplicatorSuite{
+		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
 			d := tlwebhook.NewMemoryDeduplicator(
 				tlwebhook.MemoryClock(clock.Now),
-				tlwebhook.MemoryLease(memTestLease),
-				tlwebhook.MemoryRetention(memTestRetention),
+				tlwebhook.MemoryLease(lease),
+				tlwebhook.MemoryRetention(retention),
 			)
-			ctx := context.Background()
-			tokens := map[string]string{"never-issued": "00000000000000000000000000000000"}
-			issued := map[string]bool{}
-			for i, s := range tt.steps {
-				switch s.op {
-				case "claim":
-					token, res, err := d.Claim(ctx, s.key)
-					require.NoError(t, err, "step %d", i)
-					require.Equal(t, s.want, res, "step %d: claim %q", i, s.key)
-					if res != tlwebhook.Claimed {
-						assert.Empty(t, token, "step %d: token without a claim", i)
-						continue
-					}
-					require.Regexp(t, memTokenPattern, token, "step %d", i)
-					require.False(t, issued[token], "step %d: token issued twice", i)
-					issued[token] = true
-					tokens[s.token] = token
-				case "complete":
-					require.Contains(t, tokens, s.token, "step %d", i)
-					require.NoError(t, d.Complete(ctx, s.key, tokens[s.token]), "step %d", i)
-				case "release":
-					require.Contains(t, tokens, s.token, "step %d", i)
-					require.NoError(t, d.Release(ctx, s.key, tokens[s.token]), "step %d", i)
-				case "advance":
-					clock.Advance(s.d)
-				default:
-					t.Fatalf("step %d: unknown op %q", i, s.op)
-				}
-			}
-		})
-	}
+			// Every replica of the handler scenarios shares the one table.
+			return func() tlwebhook.Deduplicator { return d }
+		},
+		Now:   clock.Now,
+		Sleep: clock.Advance,
+	})
 }
 
 func TestMemoryDeduplicatorDefaults(t *testing.T) {
@@ -195,6 +80,7 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 			clock := newMemTestClock()
 			d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryClock(clock.Now))
 			token := memClaim(t, d, "k", tlwebhook.Claimed)
+			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			if tt.complete {
 				memComplete(t, d, "k", token)
 			}
@@ -363,45 +249,6 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 	}
 }
 
-func TestMemoryDeduplicatorConcurrentClaim(t *testing.T) {
-	const (
-		goroutines = 50
-		rounds     = 20
-	)
-	d := tlwebhook.NewMemoryDeduplicator()
-	for round := range rounds {
-		key := "evt_" + strconv.Itoa(round)
-		var (
-			start   = make(chan struct{})
-			wg      sync.WaitGroup
-			results [goroutines]tlwebhook.ClaimResult
-			tokens  [goroutines]string
-		)
-		for g := range goroutines {
-			wg.Go(func() {
-				<-start
-				var err error
-				tokens[g], results[g], err = d.Claim(context.Background(), key)
-				assert.NoError(t, err)
-			})
-		}
-		close(start)
-		wg.Wait()
-
-		count := map[tlwebhook.ClaimResult]int{}
-		winner := -1
-		for g, r := range results {
-			count[r]++
-			if r == tlwebhook.Claimed {
-				winner = g
-			}
-		}
-		require.Equal(t, map[tlwebhook.ClaimResult]int{tlwebhook.Claimed: 1, tlwebhook.InProgress: goroutines - 1}, count, "round %d", round)
-		require.NoError(t, d.Complete(context.Background(), key, tokens[winner]))
-		memClaim(t, d, key, tlwebhook.Completed)
-	}
-}
-
 // TestMemoryDeduplicatorConcurrentMixed runs claims, completions, releases
 // and evictions from many goroutines against a small table; the race
 // detector checks the locking and the test checks the bound and that no key
@@ -525,139 +372,5 @@ func BenchmarkMemoryClaimComplete(b *testing.B) {
 		if err := d.Complete(ctx, k, token); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// memSignedRequest builds a delivery signed by svix's own library.
-func memSignedRequest(t *testing.T, url, secret, msgID string, body []byte) *http.Request {
-	t.Helper()
-	wh, err := svix.NewWebhook(secret)
-	require.NoError(t, err)
-	now := time.Now()
-	sig, err := wh.Sign(msgID, now, body)
-	require.NoError(t, err)
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("svix-id", msgID)
-	req.Header.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("svix-signature", sig)
-	req.Header.Set("Content-Type", "application/json")
-	return req
-}
-
-func memPost(t *testing.T, client *http.Client, req *http.Request) int {
-	t.Helper()
-	resp, err := client.Do(req)
-	if !assert.NoError(t, err) {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode
-}
-
-const memTestSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-// TestMemoryDeduplicatorHandler sends 50 concurrent copies of one signed
-// delivery to one Handler: the callback runs once. The callback holds until
-// every other copy has been answered, so all of them meet the claim in
-// progress and must get 409.
-func TestMemoryDeduplicatorHandler(t *testing.T) {
-	body, err := os.ReadFile("testdata/sandbox_created.json")
-	require.NoError(t, err)
-	const copies = 50
-
-	tests := []struct {
-		name  string
-		msgID func(i int) string
-	}{
-		{"same message", func(int) string { return "msg_2z0Mem0000000000000000001" }},
-		{"same event_id in different messages", func(i int) string { return "msg_2z0Mem" + fmt.Sprintf("%018d", i) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h, err := tlwebhook.NewHandler(memTestSecret,
-				tlwebhook.WithDeduplicator(tlwebhook.NewMemoryDeduplicator()),
-				tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
-			require.NoError(t, err)
-			var runs, answered atomic.Int32
-			allOthersAnswered := make(chan struct{})
-			var answerOnce sync.Once
-			othersAnswered := func() { answerOnce.Do(func() { close(allOthersAnswered) }) }
-			h.OnSandboxEvent(func(context.Context, *tlwebhook.SandboxEvent) error {
-				runs.Add(1)
-				select {
-				case <-allOthersAnswered:
-				case <-time.After(5 * time.Second): // a second run never sees the others answered
-				}
-				return nil
-			})
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-
-			statuses := make([]int, copies)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range copies {
-				req := memSignedRequest(t, srv.URL, memTestSecret, tt.msgID(i), body)
-				wg.Go(func() {
-					<-start
-					statuses[i] = memPost(t, srv.Client(), req)
-					if statuses[i] == http.StatusConflict && answered.Add(1) == copies-1 {
-						othersAnswered()
-					}
-				})
-			}
-			close(start)
-			wg.Wait()
-			othersAnswered() // should a second run wait, it need wait no more
-
-			count := map[int]int{}
-			for _, s := range statuses {
-				count[s]++
-			}
-			assert.Equal(t, int32(1), runs.Load(), "callback runs")
-			assert.Equal(t, map[int]int{http.StatusNoContent: 1, http.StatusConflict: copies - 1}, count)
-
-			// A later copy of the completed message: 2xx, callback not run.
-			status := memPost(t, srv.Client(), memSignedRequest(t, srv.URL, memTestSecret, tt.msgID(copies), body))
-			assert.Equal(t, http.StatusNoContent, status)
-			assert.Equal(t, int32(1), runs.Load(), "callback runs after a late copy")
-		})
-	}
-}
-
-// TestMemoryDeduplicatorHandlerRetryAfterFailure: a failed callback releases
-// its claim, so Svix's retry runs it again; once it succeeds, copies are
-// answered 2xx without running it.
-func TestMemoryDeduplicatorHandlerRetryAfterFailure(t *testing.T) {
-	body, err := os.ReadFile("testdata/sandbox_created.json")
-	require.NoError(t, err)
-	h, err := tlwebhook.NewHandler(memTestSecret,
-		tlwebhook.WithDeduplicator(tlwebhook.NewMemoryDeduplicator()),
-		tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
-	require.NoError(t, err)
-	var runs atomic.Int32
-	h.OnSandboxEvent(func(context.Context, *tlwebhook.SandboxEvent) error {
-		if runs.Add(1) == 1 {
-			return errors.New("downstream unavailable")
-		}
-		return nil
-	})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-
-	const msgID = "msg_2z0MemRetry000000000000001"
-	for i, want := range []struct {
-		status int
-		runs   int32
-	}{
-		{http.StatusInternalServerError, 1},
-		{http.StatusNoContent, 2},
-		{http.StatusNoContent, 2},
-	} {
-		status := memPost(t, srv.Client(), memSignedRequest(t, srv.URL, memTestSecret, msgID, body))
-		assert.Equal(t, want.status, status, "attempt %d", i+1)
-		assert.Equal(t, want.runs, runs.Load(), "runs after attempt %d", i+1)
 	}
 }

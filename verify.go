@@ -364,7 +364,7 @@ func (v *Verifier) receive(w http.ResponseWriter, r *http.Request) ([]byte, Deli
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		v.reject(w, r, http.StatusMethodNotAllowed, "", fmt.Errorf("method %q not allowed", truncate(r.Method, 32)))
+		v.reject(w, r, http.StatusMethodNotAllowed, "", fmt.Errorf("method %s not allowed", truncate(r.Method, 32)))
 		return nil, Delivery{}, false
 	}
 	if r.ContentLength > v.cfg.maxBodyBytes {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"testing"
@@ -51,6 +52,24 @@ func redisUnavailable(tb testing.TB, why string) {
 func newClient(tb testing.TB, addr string) *redis.Client {
 	tb.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// downClient returns a client of a Redis that cannot be reached: its address
+// is a port that was just free, where nothing listens. It neither retries
+// nor redials for long.
+func downClient(tb testing.TB) *redis.Client {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -2,10 +2,7 @@ package redisdedup_test
 
 import (
 	"context"
-	"net"
-	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,131 +13,27 @@ import (
 
 	"github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/redisdedup"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
-// step is one operation of a scenario run against a Deduplicator.
-type step struct {
-	op    string // "claim", "complete", "release" or "sleep"
-	key   string
-	token string        // claim: name to store the token under; complete, release: name of the token to use
-	d     time.Duration // sleep
-	want  tlwebhook.ClaimResult
-}
-
-var tokenPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-func TestClaimCompleteRelease(t *testing.T) {
+// TestDeduplicatorSuite runs the conformance suite against Redis in real
+// time: each scenario under a prefix of its own, each Deduplicator it opens
+// with a client of its own, connected before it is used, as a separate
+// process would have.
+func TestDeduplicatorSuite(t *testing.T) {
 	addr := redisAddr(t)
-	claim := func(key, name string, want tlwebhook.ClaimResult) step {
-		return step{op: "claim", key: key, token: name, want: want}
-	}
-	complete := func(key, name string) step { return step{op: "complete", key: key, token: name} }
-	release := func(key, name string) step { return step{op: "release", key: key, token: name} }
-	sleep := func(d time.Duration) step { return step{op: "sleep", d: d} }
-	const (
-		claimed    = tlwebhook.Claimed
-		inProgress = tlwebhook.InProgress
-		completed  = tlwebhook.Completed
-		// Short periods for the scenarios that wait for them to pass;
-		// the others use periods they never reach.
-		short = 200 * time.Millisecond
-		long  = time.Minute
-		past  = short + 100*time.Millisecond
-	)
-
-	tests := []struct {
-		name             string
-		lease, retention time.Duration
-		steps            []step
-	}{
-		{"first claim claims", long, long, []step{
-			claim("k", "t1", claimed),
-		}},
-		{"keys are independent", long, long, []step{
-			claim("a", "t1", claimed), claim("b", "t2", claimed), claim("a", "", inProgress),
-		}},
-		{"duplicate while in progress", long, long, []step{
-			claim("k", "t1", claimed), claim("k", "", inProgress), claim("k", "", inProgress),
-		}},
-		{"completed until retention passes, then claimable", long, short, []step{
-			claim("k", "t1", claimed), complete("k", "t1"), claim("k", "", completed), claim("k", "", completed),
-			sleep(past), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"release lets the retry claim", long, long, []step{
-			claim("k", "t1", claimed), release("k", "t1"), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"crash: claim without completion is claimable after the lease", short, long, []step{
-			claim("k", "t1", claimed), claim("k", "", inProgress),
-			sleep(past), claim("k", "t2", claimed), claim("k", "", inProgress),
-		}},
-		{"release with a stale token does nothing", short, long, []step{
-			claim("k", "t1", claimed), sleep(past), claim("k", "t2", claimed),
-			release("k", "t1"), claim("k", "", inProgress),
-		}},
-		{"complete with a stale token does nothing", short, long, []step{
-			claim("k", "t1", claimed), sleep(past), claim("k", "t2", claimed),
-			complete("k", "t1"), claim("k", "", inProgress),
-			sleep(past), claim("k", "t3", claimed),
-		}},
-		{"the current holder still completes after a stale release", short, long, []step{
-			claim("k", "t1", claimed), sleep(past), claim("k", "t2", claimed),
-			release("k", "t1"), complete("k", "t2"), claim("k", "", completed),
-		}},
-		{"complete after the lease passed does nothing", short, long, []step{
-			claim("k", "t1", claimed), sleep(past), complete("k", "t1"), claim("k", "t2", claimed),
-		}},
-		{"unknown token does nothing", long, long, []step{
-			claim("k", "t1", claimed), release("k", "never-issued"), complete("k", "never-issued"),
-			release("k", "empty"), complete("k", "empty"), claim("k", "", inProgress),
-		}},
-		{"token of another key does nothing", long, long, []step{
-			claim("a", "ta", claimed), claim("b", "tb", claimed),
-			complete("a", "tb"), release("a", "tb"), claim("a", "", inProgress),
-		}},
-		{"release after complete does nothing", long, long, []step{
-			claim("k", "t1", claimed), complete("k", "t1"), release("k", "t1"), claim("k", "", completed),
-		}},
-		{"complete and release of an unknown key do nothing", long, long, []step{
-			complete("k", "never-issued"), release("k", "never-issued"), claim("k", "t1", claimed),
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c := newClient(t, addr)
-			d := redisdedup.New(c, redisdedup.WithPrefix(testPrefix(t, c)),
-				redisdedup.WithLease(tt.lease), redisdedup.WithRetention(tt.retention))
-			ctx := context.Background()
-			tokens := map[string]string{"never-issued": "00000000000000000000000000000000", "empty": ""}
-			issued := map[string]bool{}
-			for i, s := range tt.steps {
-				switch s.op {
-				case "claim":
-					token, res, err := d.Claim(ctx, s.key)
-					require.NoError(t, err, "step %d", i)
-					require.Equal(t, s.want, res, "step %d: claim %q", i, s.key)
-					if res != tlwebhook.Claimed {
-						assert.Empty(t, token, "step %d: token without a claim", i)
-						continue
-					}
-					require.Regexp(t, tokenPattern, token, "step %d", i)
-					require.False(t, issued[token], "step %d: token issued twice", i)
-					issued[token] = true
-					tokens[s.token] = token
-				case "complete":
-					require.Contains(t, tokens, s.token, "step %d", i)
-					require.NoError(t, d.Complete(ctx, s.key, tokens[s.token]), "step %d", i)
-				case "release":
-					require.Contains(t, tokens, s.token, "step %d", i)
-					require.NoError(t, d.Release(ctx, s.key, tokens[s.token]), "step %d", i)
-				case "sleep":
-					time.Sleep(s.d)
-				default:
-					t.Fatalf("step %d: unknown op %q", i, s.op)
-				}
+	tlwebhooktest.TestDeduplicator(t, tlwebhooktest.DeduplicatorSuite{
+		New: func(t *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
+			prefix := testPrefix(t, newClient(t, addr))
+			return func() tlwebhook.Deduplicator {
+				c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
+				t.Cleanup(func() { _ = c.Close() })
+				require.NoError(t, c.Ping(context.Background()).Err())
+				return redisdedup.New(c, redisdedup.WithPrefix(prefix),
+					redisdedup.WithLease(lease), redisdedup.WithRetention(retention))
 			}
-		})
-	}
+		},
+	})
 }
 
 // TestRecords checks what is stored in Redis, under which key and for how
@@ -181,6 +74,7 @@ func TestRecords(t *testing.T) {
 			token, res, err := d.Claim(ctx, k)
 			require.NoError(t, err)
 			require.Equal(t, tlwebhook.Claimed, res)
+			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val())
 			ttl := c.PTTL(ctx, rkey).Val()
 			assert.InDelta(t, lease.Milliseconds(), ttl.Milliseconds(), 1000, "lease as expiry")
@@ -265,15 +159,7 @@ func TestForeignValue(t *testing.T) {
 // TestRedisDown: when Redis cannot be reached, every method fails, wrapping
 // the cause, and nothing is claimed.
 func TestRedisDown(t *testing.T) {
-	// A port that was just free: nothing listens there.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closedAddr := l.Addr().String()
-	require.NoError(t, l.Close())
-
-	down := redis.NewClient(&redis.Options{Addr: closedAddr, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second})
-	t.Cleanup(func() { _ = down.Close() })
-	d := redisdedup.New(down)
+	d := redisdedup.New(downClient(t))
 
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -303,68 +189,6 @@ func TestRedisDown(t *testing.T) {
 			assert.ErrorIs(t, err, tt.is)
 			assert.Contains(t, err.Error(), "redisdedup: release")
 		})
-	}
-}
-
-// TestConcurrentClaim: 50 goroutines, each with its own client (its own
-// connection, as separate processes would have), claim one key at once;
-// exactly one wins.
-func TestConcurrentClaim(t *testing.T) {
-	addr := redisAddr(t)
-	const (
-		goroutines = 50
-		rounds     = 5
-	)
-	admin := newClient(t, addr)
-	prefix := testPrefix(t, admin)
-	ds := make([]*redisdedup.Deduplicator, goroutines)
-	for i := range ds {
-		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
-		t.Cleanup(func() { _ = c.Close() })
-		require.NoError(t, c.Ping(context.Background()).Err()) // connect before the race
-		ds[i] = redisdedup.New(c, redisdedup.WithPrefix(prefix))
-	}
-	for round := range rounds {
-		key := "evt_" + strconv.Itoa(round)
-		var (
-			start   = make(chan struct{})
-			wg      sync.WaitGroup
-			results [goroutines]tlwebhook.ClaimResult
-			tokens  [goroutines]string
-		)
-		for g := range goroutines {
-			wg.Go(func() {
-				<-start
-				var err error
-				tokens[g], results[g], err = ds[g].Claim(context.Background(), key)
-				assert.NoError(t, err)
-			})
-		}
-		close(start)
-		wg.Wait()
-
-		count := map[tlwebhook.ClaimResult]int{}
-		winner := -1
-		for g, r := range results {
-			count[r]++
-			if r == tlwebhook.Claimed {
-				winner = g
-			}
-		}
-		require.Equal(t, map[tlwebhook.ClaimResult]int{tlwebhook.Claimed: 1, tlwebhook.InProgress: goroutines - 1}, count, "round %d", round)
-		// Only the winner's token completes.
-		for g := range goroutines {
-			if g != winner {
-				require.NoError(t, ds[g].Complete(context.Background(), key, tokens[winner]+"x"))
-			}
-		}
-		_, res, err := ds[0].Claim(context.Background(), key)
-		require.NoError(t, err)
-		require.Equal(t, tlwebhook.InProgress, res)
-		require.NoError(t, ds[(winner+1)%goroutines].Complete(context.Background(), key, tokens[winner]))
-		_, res, err = ds[0].Claim(context.Background(), key)
-		require.NoError(t, err)
-		require.Equal(t, tlwebhook.Completed, res)
 	}
 }
 

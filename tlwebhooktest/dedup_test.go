@@ -1,0 +1,412 @@
+package tlwebhooktest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tlwebhook/tlwebhook"
+)
+
+// TestDeduplicatorMemoryRealTime runs the suite against the in-memory
+// deduplicator in real time, as it runs against a networked store; the
+// root module's tests run it in fake time.
+func TestDeduplicatorMemoryRealTime(t *testing.T) {
+	TestDeduplicator(t, DeduplicatorSuite{
+		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
+			d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease), tlwebhook.MemoryRetention(retention))
+			return func() tlwebhook.Deduplicator { return d }
+		},
+	})
+}
+
+// fakeClock is a clock that moves only when told, safe for concurrent use.
+type fakeClock struct {
+	base    time.Time
+	elapsed atomic.Int64 // nanoseconds
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{base: time.Date(2026, 7, 24, 20, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time          { return c.base.Add(time.Duration(c.elapsed.Load())) }
+func (c *fakeClock) Advance(d time.Duration) { c.elapsed.Add(int64(d)) }
+
+// toyBugs are the defects a toyDedup can be given, each against one clause
+// of the Deduplicator contract.
+type toyBugs struct {
+	releaseIgnoresToken  bool // Release deletes the key's record, whatever the token and state
+	completeIgnoresToken bool // Complete marks the key done, whatever the token and state
+	neverInProgress      bool // a key claimed and live is claimed again
+	leaseNeverEnds       bool // a claim lasts until completed or released
+	retentionFromClaim   bool // a completion is kept for the retention from the claim
+	sameToken            bool // every claim gets the same token
+	tokenWhenInProgress  bool // InProgress comes with the holder's token
+	checkThenSet         bool // Claim reads the key and writes it in two steps
+}
+
+// toyDedup is a small Deduplicator, correct unless given bugs, kept in
+// memory with the clock of the suite.
+type toyDedup struct {
+	lease, retention time.Duration
+	now              func() time.Time
+	bugs             toyBugs
+
+	mu      sync.Mutex
+	entries map[string]toyEntry
+	seq     int
+}
+
+type toyEntry struct {
+	token            string
+	done             bool
+	claimed, expires time.Time
+}
+
+func (d *toyDedup) Claim(_ context.Context, key string) (string, tlwebhook.ClaimResult, error) {
+	now := d.now()
+	d.mu.Lock()
+	e, ok := d.entries[key]
+	live := ok && now.Before(e.expires)
+	if d.bugs.checkThenSet {
+		d.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		d.mu.Lock()
+	}
+	defer d.mu.Unlock()
+	switch {
+	case live && e.done:
+		return "", tlwebhook.Completed, nil
+	case live && d.bugs.tokenWhenInProgress:
+		return e.token, tlwebhook.InProgress, nil
+	case live && !d.bugs.neverInProgress:
+		return "", tlwebhook.InProgress, nil
+	}
+	d.seq++
+	token := "token" + strconv.Itoa(d.seq)
+	if d.bugs.sameToken {
+		token = "token"
+	}
+	expires := now.Add(d.lease)
+	if d.bugs.leaseNeverEnds {
+		expires = now.Add(1000 * time.Hour)
+	}
+	d.entries[key] = toyEntry{token: token, claimed: now, expires: expires}
+	return token, tlwebhook.Claimed, nil
+}
+
+// holds reports whether token holds a live claim on e.
+func (d *toyDedup) holds(e toyEntry, ok bool, token string) bool {
+	return ok && !e.done && d.now().Before(e.expires) && e.token == token
+}
+
+func (d *toyDedup) Complete(_ context.Context, key, token string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[key]
+	if !d.bugs.completeIgnoresToken && !d.holds(e, ok, token) {
+		return nil
+	}
+	from := d.now()
+	if d.bugs.retentionFromClaim && ok {
+		from = e.claimed
+	}
+	d.entries[key] = toyEntry{done: true, claimed: e.claimed, expires: from.Add(d.retention)}
+	return nil
+}
+
+func (d *toyDedup) Release(_ context.Context, key, token string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.entries[key]; d.bugs.releaseIgnoresToken || d.holds(e, ok, token) {
+		delete(d.entries, key)
+	}
+	return nil
+}
+
+// toySuite returns a suite in fake time of toyDedups with bugs.
+func toySuite(bugs toyBugs) DeduplicatorSuite {
+	clock := newFakeClock()
+	return DeduplicatorSuite{
+		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
+			d := &toyDedup{lease: lease, retention: retention, now: clock.Now, bugs: bugs, entries: map[string]toyEntry{}}
+			return func() tlwebhook.Deduplicator { return d }
+		},
+		Now:   clock.Now,
+		Sleep: clock.Advance,
+	}
+}
+
+// A toyBugCase pairs a bug with the scenarios that must catch it.
+type toyBugCase struct {
+	name    string
+	bugs    toyBugs
+	failing []string // exactly these scenarios fail
+	some    bool     // the bug shows by chance: at least one of failing fails, no other
+}
+
+// inProgressScenarios are the scenarios that claim a key claimed and live,
+// and expect InProgress with no token.
+var inProgressScenarios = []string{
+	"keys are independent",
+	"duplicate while in progress",
+	"completed until the retention passes, then claimable",
+	"release lets the retry claim",
+	"crash: a claim without completion is claimable after the lease",
+	"release with a stale token does nothing",
+	"complete with a stale token does nothing",
+	"unknown tokens do nothing",
+	"a token of another key does nothing",
+	"complete after release does nothing",
+	"concurrent claims of one key: exactly one claims",
+}
+
+var toyBugCases = []toyBugCase{
+	{name: "none"},
+	{name: "Release ignores the token", bugs: toyBugs{releaseIgnoresToken: true}, failing: []string{
+		"release with a stale token does nothing",
+		"the current holder still completes after a stale release",
+		"unknown tokens do nothing",
+		"a token of another key does nothing",
+		"release after complete does nothing",
+		"handlers run the callback once the lease of a crashed holder passes",
+	}},
+	{name: "Complete ignores the token", bugs: toyBugs{completeIgnoresToken: true}, failing: []string{
+		"complete with a stale token does nothing",
+		"complete after the lease passed does nothing",
+		"unknown tokens do nothing",
+		"a token of another key does nothing",
+		"complete after release does nothing",
+		"complete and release of an unknown key do nothing",
+		"concurrent claims of one key: exactly one claims",
+	}},
+	{name: "never in progress", bugs: toyBugs{neverInProgress: true}, failing: append([]string{
+		"handlers run the callback once for concurrent copies of one message",
+		"handlers run the callback once for concurrent messages of one event",
+		"handlers run the callback once the lease of a crashed holder passes",
+	}, inProgressScenarios...)},
+	{name: "the lease never ends", bugs: toyBugs{leaseNeverEnds: true}, failing: []string{
+		"crash: a claim without completion is claimable after the lease",
+		"release with a stale token does nothing",
+		"complete with a stale token does nothing",
+		"the current holder still completes after a stale release",
+		"complete after the lease passed does nothing",
+		"handlers run the callback once the lease of a crashed holder passes",
+	}},
+	{name: "retention from the claim", bugs: toyBugs{retentionFromClaim: true}, failing: []string{
+		"retention counts from the completion, not from the claim",
+	}},
+	{name: "one token for all claims", bugs: toyBugs{sameToken: true}, failing: []string{
+		"keys are independent",
+		"completed until the retention passes, then claimable",
+		"release lets the retry claim",
+		"crash: a claim without completion is claimable after the lease",
+		"release with a stale token does nothing",
+		"complete with a stale token does nothing",
+		"the current holder still completes after a stale release",
+		"complete after the lease passed does nothing",
+		"a token of another key does nothing",
+		"complete after release does nothing",
+		"tokens are unique",
+		"concurrent claims of one key: exactly one claims",
+		"handlers run the callback once the lease of a crashed holder passes",
+	}},
+	{name: "a token with InProgress", bugs: toyBugs{tokenWhenInProgress: true}, failing: inProgressScenarios},
+	{name: "check then set", bugs: toyBugs{checkThenSet: true}, some: true, failing: []string{
+		"concurrent claims of one key: exactly one claims",
+		"handlers run the callback once for concurrent copies of one message",
+		"handlers run the callback once for concurrent messages of one event",
+	}},
+}
+
+// TestDeduplicatorCatchesBugs plays every scenario against toy
+// deduplicators, each with one bug, and checks which scenarios fail: the
+// suite can fail, and each clause of the contract has a scenario that
+// catches its breach. Without bugs, every scenario passes, so the failures
+// come from the bugs.
+func TestDeduplicatorCatchesBugs(t *testing.T) {
+	for _, tt := range toyBugCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := toySuite(tt.bugs).config()
+			require.NoError(t, err)
+			var failing []string
+			for _, sc := range dedupScenarios() {
+				err := cfg.run(t, sc)
+				require.NotErrorIs(t, err, errTooSlow, "%s: fake time is never too slow", sc.name)
+				if err != nil {
+					t.Logf("%s: %v", sc.name, err)
+					failing = append(failing, sc.name)
+				}
+			}
+			if tt.some {
+				assert.NotEmpty(t, failing)
+				assert.Subset(t, tt.failing, failing)
+				return
+			}
+			assert.ElementsMatch(t, tt.failing, failing)
+		})
+	}
+}
+
+// TestDeduplicatorReportsFailures runs TestDeduplicator itself, in a child
+// process of this test binary, against a correct toy and a buggy one: the
+// test passes, or fails naming the scenarios that caught the bug.
+func TestDeduplicatorReportsFailures(t *testing.T) {
+	tests := []struct {
+		bug      string
+		wantFail []string // subtests expected to fail; none: the run passes
+		wantPass []string
+	}{
+		{"none", nil, []string{"first_claim_claims", "release_with_a_stale_token_does_nothing"}},
+		{"Release ignores the token",
+			[]string{"release_with_a_stale_token_does_nothing", "unknown_tokens_do_nothing"},
+			[]string{"first_claim_claims", "complete_with_a_stale_token_does_nothing"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.bug, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestDeduplicatorHelperProcess$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), "TLWEBHOOKTEST_TOY_BUG="+tt.bug)
+			out, err := cmd.CombinedOutput()
+			if tt.wantFail == nil {
+				require.NoError(t, err, "%s", out)
+			} else {
+				var exit *exec.ExitError
+				require.ErrorAs(t, err, &exit, "%s", out)
+				assert.Contains(t, string(out), "got claimed, want in-progress")
+			}
+			for _, name := range tt.wantFail {
+				assert.Contains(t, string(out), "--- FAIL: TestDeduplicatorHelperProcess/"+name+" ")
+			}
+			for _, name := range tt.wantPass {
+				assert.Contains(t, string(out), "--- PASS: TestDeduplicatorHelperProcess/"+name+" ")
+			}
+		})
+	}
+}
+
+// TestDeduplicatorHelperProcess is the child process of
+// TestDeduplicatorReportsFailures.
+func TestDeduplicatorHelperProcess(t *testing.T) {
+	bug := os.Getenv("TLWEBHOOKTEST_TOY_BUG")
+	if bug == "" {
+		t.Skip("run by TestDeduplicatorReportsFailures")
+	}
+	i := slices.IndexFunc(toyBugCases, func(c toyBugCase) bool { return c.name == bug })
+	require.GreaterOrEqual(t, i, 0, "unknown bug %q", bug)
+	TestDeduplicator(t, toySuite(toyBugCases[i].bugs))
+}
+
+// TestDeduplicatorTooSlow: a claim expected to find the key
+// held but answered after the period ended is skipped, not failed; one
+// answered within the period that finds the key gone fails.
+func TestDeduplicatorTooSlow(t *testing.T) {
+	tests := []struct {
+		name    string
+		lease   time.Duration // of the deduplicator; the suite's period is 1s
+		steps   []dedupStep
+		tooSlow bool
+	}{
+		{"answered after the period", time.Second, []dedupStep{
+			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.InProgress, "t1"),
+		}, true},
+		{"answered within the period, lease too short", 100 * time.Millisecond, []dedupStep{
+			stepClaim("k", "t1"), stepUntilLive("t1"), stepDup("k", tlwebhook.InProgress, "t1"),
+		}, false},
+		{"answered after the period, wrong result", time.Second, []dedupStep{
+			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.Completed, ""),
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			cfg, err := DeduplicatorSuite{
+				New: func(_ *testing.T, _, retention time.Duration) func() tlwebhook.Deduplicator {
+					d := &toyDedup{lease: tt.lease, retention: retention, now: clock.Now, entries: map[string]toyEntry{}}
+					return func() tlwebhook.Deduplicator { return d }
+				},
+				Now:    clock.Now,
+				Sleep:  clock.Advance,
+				Period: time.Second,
+			}.config()
+			require.NoError(t, err)
+			err = cfg.run(t, dedupScenario{name: tt.name, lease: short, steps: tt.steps})
+			require.Error(t, err)
+			assert.Equal(t, tt.tooSlow, errors.Is(err, errTooSlow), "%v", err)
+		})
+	}
+}
+
+func TestDeduplicatorSuiteConfig(t *testing.T) {
+	newToy := toySuite(toyBugs{}).New
+	tests := []struct {
+		name     string
+		suite    DeduplicatorSuite
+		err      string // "": valid
+		period   time.Duration
+		margin   time.Duration
+		parallel bool
+	}{
+		{name: "real time defaults", suite: DeduplicatorSuite{New: newToy}, period: 200 * time.Millisecond, margin: 100 * time.Millisecond, parallel: true},
+		{name: "fake time defaults", suite: DeduplicatorSuite{New: newToy, Now: time.Now, Sleep: time.Sleep}, period: 200 * time.Millisecond, margin: time.Nanosecond},
+		{name: "margin of half the period", suite: DeduplicatorSuite{New: newToy, Period: time.Second, Margin: 500 * time.Millisecond}, period: time.Second, margin: 500 * time.Millisecond, parallel: true},
+		{name: "no New", suite: DeduplicatorSuite{}, err: "New is nil"},
+		{name: "Now without Sleep", suite: DeduplicatorSuite{New: newToy, Now: time.Now}, err: "both Now and Sleep"},
+		{name: "Sleep without Now", suite: DeduplicatorSuite{New: newToy, Sleep: time.Sleep}, err: "both Now and Sleep"},
+		{name: "negative period", suite: DeduplicatorSuite{New: newToy, Period: -time.Second}, err: "Period -1s"},
+		{name: "period of a minute", suite: DeduplicatorSuite{New: newToy, Period: time.Minute}, err: "Period 1m0s"},
+		{name: "margin over half the period", suite: DeduplicatorSuite{New: newToy, Period: time.Second, Margin: 501 * time.Millisecond}, err: "Margin 501ms"},
+		{name: "negative margin", suite: DeduplicatorSuite{New: newToy, Margin: -1}, err: "Margin -1ns"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := tt.suite.config()
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.period, cfg.Period)
+			assert.Equal(t, tt.margin, cfg.Margin)
+			assert.Equal(t, tt.parallel, cfg.realTime)
+		})
+	}
+}
+
+// TestDeduplicatorNilOpen: a New that returns no open function, or an open
+// function that returns no Deduplicator, is reported, not a panic.
+func TestDeduplicatorNilOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		new  func(*testing.T, time.Duration, time.Duration) func() tlwebhook.Deduplicator
+		want string
+	}{
+		{"nil open", func(*testing.T, time.Duration, time.Duration) func() tlwebhook.Deduplicator { return nil }, "nil open function"},
+		{"open returns nil", func(*testing.T, time.Duration, time.Duration) func() tlwebhook.Deduplicator {
+			return func() tlwebhook.Deduplicator { return nil }
+		}, "returned nil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := DeduplicatorSuite{New: tt.new}.config()
+			require.NoError(t, err)
+			for _, sc := range dedupScenarios() {
+				err := cfg.run(t, sc)
+				require.Error(t, err, sc.name)
+				assert.Contains(t, err.Error(), tt.want, sc.name)
+			}
+		})
+	}
+}
