@@ -19,6 +19,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
@@ -266,32 +267,14 @@ func newRecordingHandler(t *testing.T, secret string) (*tlwebhook.Handler, *reco
 	return h, r
 }
 
-// wantCallback is the callback each event type reaches, written out rather
-// than derived so that a wrong mapping fails.
-var wantCallback = map[tlwebhook.EventType]string{
-	tlwebhook.EventTypeJobCreated:         "OnJobCreated",
-	tlwebhook.EventTypeJobFailed:          "OnJobFailed",
-	tlwebhook.EventTypeJobCompleted:       "OnJobCompleted",
-	tlwebhook.EventTypeWorkflowCompleted:  "OnWorkflowCompleted",
-	tlwebhook.EventTypeSandboxCreated:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxRunning:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxSuspended:   "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxResumed:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxTerminated:  "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxFailed:      "OnSandboxEvent",
-	tlwebhook.EventTypeApplicationCreated: "OnApplicationEvent",
-	tlwebhook.EventTypeApplicationUpdated: "OnApplicationEvent",
-	tlwebhook.EventTypeApplicationDeleted: "OnApplicationEvent",
-	tlwebhook.EventTypeRequestCreated:     "OnRequestEvent",
-	tlwebhook.EventTypeRequestCompleted:   "OnRequestEvent",
-	tlwebhook.EventTypeRequestFailed:      "OnRequestEvent",
-}
+// wantCallback is the callback each event type must reach.
+func wantCallback(t tlwebhook.EventType) string { return testutil.WantCallback[string(t)] }
 
 // TestSamplesDispatch sends every sample, signed, through a Handler and
 // checks that it reaches the callback of its type, once.
 func TestSamplesDispatch(t *testing.T) {
 	types := tlwebhook.EventTypes()
-	require.Len(t, wantCallback, len(types), "wantCallback lists every event type")
+	require.Len(t, testutil.WantCallback, len(types), "wantCallback lists every event type")
 	for _, typ := range types {
 		t.Run(string(typ), func(t *testing.T) {
 			require.True(t, tlwebhooktest.HasSample(typ), "no sample for %s", typ)
@@ -304,7 +287,7 @@ func TestSamplesDispatch(t *testing.T) {
 
 			assert.Equal(t, http.StatusNoContent, rec.Code)
 			assert.Equal(t, 1, r.calls)
-			assert.Equal(t, wantCallback[typ], r.callback)
+			assert.Equal(t, wantCallback(typ), r.callback)
 			assert.Equal(t, typ, r.typ)
 			assert.Equal(t, req.Header.Get("svix-id"), r.delivery.ID)
 		})

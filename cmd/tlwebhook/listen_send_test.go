@@ -39,7 +39,7 @@ func TestSendIntoListen(t *testing.T) {
 		assert.Len(t, seen, len(types), "each type sent once")
 		assert.Regexp(t, `(?m)^summary requests=16 ok=16 failed=0 min=\S+ p50=\S+ p90=\S+ p99=\S+ max=\S+ elapsed=\S+$`, r.stdout)
 		for _, typ := range types {
-			waitFor(t, out, `(?m)^event `+regexp.QuoteMeta(string(typ))+` delivery=msg_\S+ callback=`+wantCallback[typ]+`( |$)`)
+			waitFor(t, out, `(?m)^event `+regexp.QuoteMeta(string(typ))+` delivery=msg_\S+ callback=`+wantCallback(typ)+`( |$)`)
 		}
 	})
 

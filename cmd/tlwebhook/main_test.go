@@ -37,37 +37,20 @@ func runCmd(t *testing.T, stdin string, getenv func(string) string, args ...stri
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-// wantCallback is the callback each event type must reach, written out.
-var wantCallback = map[tlwebhook.EventType]string{
-	tlwebhook.EventTypeJobCreated:         "OnJobCreated",
-	tlwebhook.EventTypeJobFailed:          "OnJobFailed",
-	tlwebhook.EventTypeJobCompleted:       "OnJobCompleted",
-	tlwebhook.EventTypeWorkflowCompleted:  "OnWorkflowCompleted",
-	tlwebhook.EventTypeSandboxCreated:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxRunning:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxSuspended:   "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxResumed:     "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxTerminated:  "OnSandboxEvent",
-	tlwebhook.EventTypeSandboxFailed:      "OnSandboxEvent",
-	tlwebhook.EventTypeApplicationCreated: "OnApplicationEvent",
-	tlwebhook.EventTypeApplicationUpdated: "OnApplicationEvent",
-	tlwebhook.EventTypeApplicationDeleted: "OnApplicationEvent",
-	tlwebhook.EventTypeRequestCreated:     "OnRequestEvent",
-	tlwebhook.EventTypeRequestCompleted:   "OnRequestEvent",
-	tlwebhook.EventTypeRequestFailed:      "OnRequestEvent",
-}
+// wantCallback is the callback each event type must reach.
+func wantCallback(t tlwebhook.EventType) string { return testutil.WantCallback[string(t)] }
 
 func TestDemo(t *testing.T) {
 	r := runCmd(t, "", noEnv, "demo")
 	require.Equal(t, exitOK, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 	types := tlwebhook.EventTypes()
-	require.Len(t, wantCallback, len(types))
+	require.Len(t, testutil.WantCallback, len(types))
 	require.Len(t, lines, 1+len(types)+2+1, r.stdout)
 
 	assert.Regexp(t, `^demo: receiver on http://127\.0\.0\.1:\d+/webhooks/tensorlake with a fresh secret, 18 deliveries$`, lines[0])
 	for i, typ := range types {
-		assert.Regexp(t, `^ok +`+regexp.QuoteMeta(string(typ))+` +status=204 callback=`+wantCallback[typ]+` `, lines[1+i])
+		assert.Regexp(t, `^ok +`+regexp.QuoteMeta(string(typ))+` +status=204 callback=`+wantCallback(typ)+` `, lines[1+i])
 	}
 	assert.Contains(t, r.stdout, "callback=OnJobCompleted job_id=parse_XXX status=successful pages_parsed=10\n")
 	assert.Contains(t, r.stdout, "failure_reason=function_timeout\n")

@@ -33,3 +33,26 @@ func (b *SyncBuffer) Len() int {
 	defer b.mu.Unlock()
 	return b.buf.Len()
 }
+
+// WantCallback names the Handler callback each event type must reach,
+// written out rather than derived from the library so that a wrong mapping
+// fails. Keys are tlwebhook.EventType values (this package cannot import
+// tlwebhook: the root package's own tests import it).
+var WantCallback = map[string]string{
+	"tensorlake.document_ingestion.job.created":   "OnJobCreated",
+	"tensorlake.document_ingestion.job.failed":    "OnJobFailed",
+	"tensorlake.document_ingestion.job.completed": "OnJobCompleted",
+	"tlwebhook.workflow.completed":                "OnWorkflowCompleted",
+	"tensorlake.sandbox.created":                  "OnSandboxEvent",
+	"tensorlake.sandbox.running":                  "OnSandboxEvent",
+	"tensorlake.sandbox.suspended":                "OnSandboxEvent",
+	"tensorlake.sandbox.resumed":                  "OnSandboxEvent",
+	"tensorlake.sandbox.terminated":               "OnSandboxEvent",
+	"tensorlake.sandbox.failed":                   "OnSandboxEvent",
+	"tensorlake.application.created":              "OnApplicationEvent",
+	"tensorlake.application.updated":              "OnApplicationEvent",
+	"tensorlake.application.deleted":              "OnApplicationEvent",
+	"tensorlake.application.request.created":      "OnRequestEvent",
+	"tensorlake.application.request.completed":    "OnRequestEvent",
+	"tensorlake.application.request.failed":       "OnRequestEvent",
+}
