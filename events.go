@@ -258,6 +258,12 @@ func ParseEvent(payload []byte) (Event, error) {
 	if ev, ok := fastParse(payload); ok && checkTimes(ev) == nil {
 		return ev, nil
 	}
+	return parseEventSlow(payload)
+}
+
+// parseEventSlow is ParseEvent's encoding/json path: the reference that
+// fastParse must agree with, and the decision for everything it declines.
+func parseEventSlow(payload []byte) (Event, error) {
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidPayload)
