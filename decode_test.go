@@ -1,0 +1,525 @@
+package tlwebhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// agree checks fastParse against parseEventSlow, ParseEvent's encoding/json
+// path, on one payload: when the fast path decodes it, the result must be
+// deeply equal (and marshal equally) to what encoding/json gives, which must
+// not be an error; when it gives up, ParseEvent must answer exactly as the
+// encoding/json path. It reports whether the fast path decoded the payload.
+func agree(t testing.TB, payload []byte) bool {
+	t.Helper()
+	fast, ok := fastParse(payload)
+	slow, slowErr := parseEventSlow(payload)
+	if !ok {
+		assert.Nil(t, fast, "fastParse gave up on %q but returned an event", payload)
+		got, err := ParseEvent(payload)
+		if slowErr != nil {
+			assert.EqualError(t, err, slowErr.Error(), "ParseEvent(%q)", payload)
+			return false
+		}
+		assert.NoError(t, err, "ParseEvent(%q)", payload)
+		if !reflect.DeepEqual(slow, got) {
+			t.Errorf("ParseEvent differs from its encoding/json path on %q:\nslow %s\ngot  %s", payload, dump(slow), dump(got))
+		}
+		return false
+	}
+	if slowErr != nil {
+		t.Errorf("fastParse decoded %q into %s, which encoding/json rejects: %v", payload, dump(fast), slowErr)
+		return true
+	}
+	if !reflect.DeepEqual(slow, fast) {
+		t.Errorf("fastParse and encoding/json differ on %q:\nfast %s\nslow %s", payload, dump(fast), dump(slow))
+	}
+	fj, err := json.Marshal(fast)
+	require.NoError(t, err)
+	sj, err := json.Marshal(slow)
+	require.NoError(t, err)
+	if !bytes.Equal(fj, sj) {
+		t.Errorf("marshalled events differ on %q:\nfast %s\nslow %s", payload, fj, sj)
+	}
+	return true
+}
+
+func dump(ev Event) string {
+	if ev == nil {
+		return "<nil>"
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Sprintf("%T (marshal: %v)", ev, err)
+	}
+	return fmt.Sprintf("%T %s", ev, b)
+}
+
+// TestFastParseFixtures checks that the fast path decodes every fixture of a
+// modelled event type exactly as encoding/json does, and leaves the rest to
+// it.
+func TestFastParseFixtures(t *testing.T) {
+	for _, path := range benchPayloads(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".json"), func(t *testing.T) {
+			payload := readFixture(t, path)
+			slow, err := parseEventSlow(payload)
+			require.NoError(t, err)
+			_, unknown := slow.(*UnknownEvent)
+			assert.Equal(t, !unknown, agree(t, payload),
+				"the fast path must decode exactly the fixtures that are not UnknownEvent")
+		})
+	}
+}
+
+// TestFastParseDecodes checks values the fast path produces against values
+// written out by hand, on inputs that exercise its decoding rules.
+func TestFastParseDecodes(t *testing.T) {
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		require.NoError(t, err)
+		return tm
+	}
+	str := func(s string) *string { return &s }
+	running := SandboxStatusRunning
+	failure := OutcomeFailure
+	timeout := FailureReasonFunctionTimeout
+	finished := at("2026-07-24T21:31:00.5Z")
+	cases := []struct {
+		name    string
+		payload string
+		want    Event
+	}{
+		{"escapes in strings",
+			`{"job_id":"a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude00\u0000é文","status":"pend\u0069ng"}`,
+			&JobCreated{JobID: "a\"b\\c/d\b\f\n\r\té😀\x00é文", Status: JobStatusPending}},
+		{"nulls leave fields zero",
+			`{"job_id":null,"status":"failure","error":null,"created_at":null,"finished_at":null}`,
+			&JobFailed{Status: JobStatusFailure}},
+		{"whitespace everywhere",
+			" \r\n\t{ \"status\" :\t\"success\" , \"usage\" : { \"pages_parsed\" : -0 , \"ocr_input_tokens_used\" : 9223372036854775807 } } \n",
+			&JobCompleted{Status: JobStatusSuccess, Usage: Usage{OCRInputTokensUsed: 1<<63 - 1}}},
+		{"unknown fields of any shape are skipped",
+			`{"x":[1,-2.5e-3,true,false,null,{"y":{"z":[]}}],"status":"successful","USAGE_X":{},"job_id":"j","usage":null}`,
+			&JobCompleted{JobID: "j", Status: JobStatusSuccessful}},
+		{"workflow map keeps the last duplicate and null values",
+			`{"workflow_name":"w","fn_status":{"a":"success","b":null,"a":"failure","c\u00e9":"odd"}}`,
+			&WorkflowCompleted{WorkflowName: "w", FnStatus: map[string]FunctionStatus{"a": FunctionFailure, "b": "", "cé": "odd"}}},
+		{"empty workflow map is not nil",
+			`{"invocation_id":"i","fn_status":{}}`,
+			&WorkflowCompleted{InvocationID: "i", FnStatus: map[string]FunctionStatus{}}},
+		{"workflow fields win over a job status",
+			`{"status":"pending","workflow_name":"w","fn_status":null}`,
+			&WorkflowCompleted{WorkflowName: "w"}},
+		{"sandbox pointers and numbers",
+			`{"event_type":"tensorlake.sandbox.failed","event_version":1,"source_revision":18446744073709551617,"source_ordinal":3,` +
+				`"data":{"previous_status":"running","sandbox":{"name":"n","image":null,"outcome":"failure","outcome_reason":"brand_new",` +
+				`"generation_id":2,"resources":{"cpus":1e1,"gpu_model":"a10","memory_mb":-1}}}}`,
+			&SandboxEvent{
+				Envelope: Envelope{EventType: EventTypeSandboxFailed, EventVersion: 1, SourceRevision: "18446744073709551617", SourceOrdinal: 3},
+				Data: SandboxEventData{PreviousStatus: &running, Sandbox: Sandbox{
+					Name: str("n"), Outcome: &failure, OutcomeReason: ptr(OutcomeReason("brand_new")), GenerationID: 2,
+					Resources: Resources{CPUs: 10, GPUModel: str("a10"), MemoryMB: -1},
+				}},
+			}},
+		{"new type of a known family, data null",
+			`{"event_type":"tensorlake.sandbox.snapshotted","event_version":7,"data":null}`,
+			&SandboxEvent{Envelope: Envelope{EventType: "tensorlake.sandbox.snapshotted", EventVersion: 7}}},
+		{"request with pointer time",
+			`{"event_type":"tensorlake.application.request.failed","occurred_at":"2026-07-24T21:31:00.501Z",` +
+				`"data":{"request":{"failure_reason":"function_timeout","finished_at":"2026-07-24T21:31:00.5Z"},"application":{"name":"a","version":"v"}}}`,
+			&RequestEvent{
+				Envelope: Envelope{EventType: EventTypeRequestFailed, OccurredAt: at("2026-07-24T21:31:00.501Z")},
+				Data: RequestEventData{Application: ApplicationRef{Name: "a", Version: "v"},
+					Request: Request{FailureReason: &timeout, FinishedAt: &finished}},
+			}},
+		{"application event",
+			`{"event_type":"tensorlake.application.updated","source_revision":"007","data":{"previous_version":"v1","previous_state":null,` +
+				`"application":{"name":"x","state":"disabled","disabled_reason":"quota","created_at":"2026-07-20T08:00:00+02:00"}}}`,
+			&ApplicationEvent{
+				Envelope: Envelope{EventType: EventTypeApplicationUpdated, SourceRevision: "007"},
+				Data: ApplicationEventData{PreviousVersion: str("v1"), Application: Application{
+					Name: "x", State: ApplicationStateDisabled, DisabledReason: str("quota"), CreatedAt: at("2026-07-20T08:00:00+02:00"),
+				}},
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := fastParse([]byte(c.payload))
+			require.True(t, ok, "the fast path gave up")
+			assert.Equal(t, c.want, got)
+			assert.True(t, agree(t, []byte(c.payload)))
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestFastParseGivesUp lists inputs on which encoding/json applies rules the
+// fast path does not reproduce (or which are errors): it must leave them to
+// encoding/json.
+func TestFastParseGivesUp(t *testing.T) {
+	deep := `{"status":"pending","x":` + strings.Repeat("[", maxFastDepth+1) + strings.Repeat("]", maxFastDepth+1) + `}`
+	cases := []struct{ name, payload string }{
+		{"not an object", `["status"]`},
+		{"empty", ``},
+		{"trailing data", `{"status":"pending"} {}`},
+		{"truncated", `{"status":"pending"`},
+		{"trailing comma", `{"status":"pending",}`},
+		{"key matching case-insensitively", `{"status":"pending","Status":"failure"}`},
+		{"key matching by Unicode folding", `{"status":"pending","ſtatus":"failure"}`},
+		{"key with an escape", `{"status":"pending","job\u005fid":"a"}`},
+		{"duplicate field", `{"status":"pending","job_id":"a","job_id":"b"}`},
+		{"duplicate nested field", `{"status":"successful","usage":{"pages_parsed":1,"pages_parsed":2}}`},
+		{"lone surrogate", `{"status":"pending","job_id":"\ud800"}`},
+		{"invalid UTF-8", "{\"status\":\"pending\",\"job_id\":\"\xff\"}"},
+		{"invalid escape", `{"status":"pending","job_id":"\'"}`},
+		{"control character", "{\"status\":\"pending\",\"job_id\":\"\t\"}"},
+		{"too deep", deep},
+		{"job status in progress", `{"status":"processing"}`},
+		{"no discriminator", `{"job_id":"a"}`},
+		{"unknown family", `{"event_type":"tensorlake.project.renamed"}`},
+		{"event_type not a string", `{"event_type":1,"status":"pending"}`},
+		{"status not a string", `{"status":["pending"]}`},
+		{"fraction in an integer", `{"status":"successful","usage":{"pages_parsed":1.0}}`},
+		{"exponent in an integer", `{"status":"successful","usage":{"pages_parsed":1e2}}`},
+		{"integer overflow", `{"status":"successful","usage":{"pages_parsed":9223372036854775808}}`},
+		{"float overflow", `{"event_type":"tensorlake.sandbox.x","data":{"sandbox":{"resources":{"cpus":1e400}}}}`},
+		{"string for a number", `{"event_type":"tensorlake.sandbox.x","data":{"sandbox":{"resources":{"cpus":"2"}}}}`},
+		{"number for a string", `{"status":"pending","job_id":5}`},
+		{"object for a struct field that is a string", `{"status":"pending","created_at":{}}`},
+		{"time not RFC 3339", `{"status":"pending","created_at":"2023-10-01 12:00:00Z"}`},
+		{"time offset out of range", `{"status":"pending","created_at":"2023-10-01T12:00:00+24:00"}`},
+		{"nested time offset out of range", `{"event_type":"tensorlake.sandbox.x","data":{"sandbox":{"created_at":"2023-10-01T12:00:00-24:00"}}}`},
+		{"revision not a number", `{"event_type":"tensorlake.sandbox.x","source_revision":-1}`},
+		{"version not an integer", `{"event_type":"tensorlake.sandbox.x","event_version":"1"}`},
+		{"data not an object", `{"event_type":"tensorlake.sandbox.x","data":[]}`},
+		{"bad literal", `{"status":"pending","x":nul}`},
+		{"leading zero", `{"status":"pending","x":01}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev, ok := fastParse([]byte(c.payload))
+			assert.False(t, ok, "the fast path decoded it into %s", dump(ev))
+			assert.False(t, agree(t, []byte(c.payload)))
+		})
+	}
+}
+
+// TestFastParseFieldNames checks the decoder's field tables against the
+// structs' json tags, so that a field added to an event type cannot be
+// silently dropped by the fast path.
+func TestFastParseFieldNames(t *testing.T) {
+	top := map[string]bool{}
+	for _, n := range topNames {
+		top[n] = true
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[probe](), reflect.TypeFor[JobCreated](), reflect.TypeFor[JobFailed](),
+		reflect.TypeFor[JobCompleted](), reflect.TypeFor[WorkflowCompleted](), reflect.TypeFor[SandboxEvent](),
+		reflect.TypeFor[ApplicationEvent](), reflect.TypeFor[RequestEvent](),
+	} {
+		for _, n := range jsonNames(typ) {
+			assert.True(t, top[n], "%s.%s is not among topNames", typ.Name(), n)
+		}
+	}
+	nested := []struct {
+		typ   reflect.Type
+		names []string
+	}{
+		{reflect.TypeFor[Usage](), usageNames},
+		{reflect.TypeFor[SandboxEventData](), sandboxDataNames},
+		{reflect.TypeFor[Sandbox](), sandboxNames},
+		{reflect.TypeFor[Resources](), resourcesNames},
+		{reflect.TypeFor[ApplicationEventData](), applicationDataName},
+		{reflect.TypeFor[Application](), applicationNames},
+		{reflect.TypeFor[RequestEventData](), requestDataNames},
+		{reflect.TypeFor[ApplicationRef](), applicationRefNames},
+		{reflect.TypeFor[Request](), requestNames},
+	}
+	for _, n := range nested {
+		t.Run(n.typ.Name(), func(t *testing.T) {
+			assert.Equal(t, jsonNames(n.typ), n.names)
+		})
+	}
+}
+
+// jsonNames lists the JSON names of a struct's fields in order, promoted
+// fields of embedded structs included.
+func jsonNames(typ reflect.Type) []string {
+	var names []string
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		if f.Anonymous {
+			names = append(names, jsonNames(f.Type)...)
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag != "-" {
+			names = append(names, tag)
+		}
+	}
+	return names
+}
+
+// TestFastParseAllocs checks the allocation budget of the fast path on the
+// payloads Tensorlake sends most.
+func TestFastParseAllocs(t *testing.T) {
+	for _, path := range []string{"testdata/job_completed.json", "testdata/sandbox_failed.json",
+		"testdata/request_completed.json", "testdata/application_updated.json", "bench/testdata/job_completed_2kib.json"} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			payload := readFixture(t, path)
+			allocs := testing.AllocsPerRun(50, func() {
+				if _, ok := fastParse(payload); !ok {
+					t.Fatal("fast path gave up")
+				}
+			})
+			assert.LessOrEqual(t, allocs, 2.0)
+		})
+	}
+}
+
+// TestFastParseMutations runs agree on many variants of every fixture:
+// each member's value replaced by values of other types and forms, keys
+// changed in case, escaped or folded, members duplicated or removed,
+// discriminating fields added, and the payload truncated.
+// Fixtures with the same members as an earlier one (the sandbox events,
+// for example) add nothing and are skipped.
+func TestFastParseMutations(t *testing.T) {
+	shapes := map[string]bool{}
+	for _, path := range benchPayloads(t) {
+		payload := readFixture(t, path)
+		shape := parseTree(t, payload).shape("")
+		if shapes[shape] {
+			continue
+		}
+		shapes[shape] = true
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".json"), func(t *testing.T) {
+			variants := mutations(t, payload)
+			decoded := 0
+			for _, v := range variants {
+				// Variants the fast path leaves alone need no check:
+				// ParseEvent then is the encoding/json path.
+				if _, ok := fastParse(v); ok && agree(t, v) {
+					decoded++
+				}
+				if t.Failed() {
+					return // the first payload that disagrees says enough
+				}
+			}
+			t.Logf("%d variants, %d decoded by the fast path", len(variants), decoded)
+		})
+	}
+}
+
+// replacementValues are the values mutations put in place of each member's.
+var replacementValues = []string{
+	`null`, `true`, `false`, `0`, `-0`, `7`, `-1`, `1.5`, `1e2`, `-2.5E-3`,
+	`9223372036854775807`, `9223372036854775808`, `-9223372036854775808`, `-9223372036854775809`,
+	`18446744073709551617`, `1e400`,
+	`""`, `"x"`, `"\u00e9t\u00e9 \ud83d\ude00"`, `"\ud83d"`, `"a\"b\\c\/\b\f\n\r\t"`, "\"\xff\xfe\"", `"é文"`,
+	`"2026-07-24T21:15:15.123Z"`, `"2026-07-24T21:15:15+02:00"`, `"2026-07-24T21:15:15+24:00"`, `"2026-07-24T21:15:15-23:59"`,
+	`"2026-07-24 21:15:15Z"`, `"2026-07-24T21:15:15\u005a"`,
+	`"81247"`, `"pending"`, `"failure"`, `"successful"`, `"success"`, `"processing"`, `"running"`,
+	`"tensorlake.sandbox.failed"`, `"tensorlake.application.request.x"`, `"tensorlake.application.created"`, `"tensorlake.other"`,
+	`{}`, `[]`, `{"a":[1,{"b":null}],"c":"d"}`, `[null,{"x":{}}]`,
+}
+
+// mutations returns variants of a JSON payload.
+func mutations(t testing.TB, payload []byte) [][]byte {
+	root := parseTree(t, payload)
+	var out [][]byte
+	emit := func() { out = append(out, root.encode()) }
+	var members func(n *jnode)
+	members = func(n *jnode) {
+		if n.kind != '{' {
+			// Arrays only appear in fields the events do not model:
+			// replacing them whole (below) covers skipping them.
+			return
+		}
+		for _, kid := range n.vals {
+			members(kid)
+		}
+		for i := range n.keys {
+			key, val := n.keys[i], n.vals[i]
+			for _, r := range replacementValues {
+				n.vals[i] = &jnode{raw: r}
+				emit()
+			}
+			n.vals[i] = val
+			var name string
+			_ = json.Unmarshal([]byte(key), &name)
+			for _, k := range keyVariants(name) {
+				n.keys[i] = k
+				emit()
+			}
+			n.keys[i] = key
+			for _, dup := range []*jnode{val, {raw: `null`}, {raw: `"x"`}} {
+				n.keys = append(n.keys, key)
+				n.vals = append(n.vals, dup)
+				emit()
+				n.keys, n.vals = n.keys[:len(n.keys)-1], n.vals[:len(n.vals)-1]
+			}
+			keys, vals := n.keys, n.vals
+			n.keys = append(append([]string{}, keys[:i]...), keys[i+1:]...)
+			n.vals = append(append([]*jnode{}, vals[:i]...), vals[i+1:]...)
+			emit()
+			n.keys, n.vals = keys, vals
+		}
+	}
+	members(root)
+	// Discriminating fields added to the top level.
+	if root.kind == '{' {
+		for _, name := range []string{"event_type", "status", "workflow_name", "invocation_id", "fn_status", "data"} {
+			for _, v := range []string{`null`, `"pending"`, `"tensorlake.sandbox.x"`, `{}`} {
+				root.keys = append(root.keys, `"`+name+`"`)
+				root.vals = append(root.vals, &jnode{raw: v})
+				emit()
+				root.keys, root.vals = root.keys[:len(root.keys)-1], root.vals[:len(root.vals)-1]
+			}
+		}
+	}
+	// Truncations, and bytes around the payload.
+	for i := 0; i < len(payload); i += 7 {
+		out = append(out, payload[:i])
+	}
+	for _, affix := range []string{" ", "x", "{}", "\x00", ","} {
+		out = append(out, append(bytes.Clone(payload), affix...), append([]byte(affix), payload...))
+	}
+	return out
+}
+
+// keyVariants returns forms of a key that encoding/json may match to the
+// same field, or to none.
+func keyVariants(name string) []string {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	v := []string{q(strings.ToUpper(name)), q(name + "_"), `"` + `\u00` + fmt.Sprintf("%x", name[0]) + name[1:] + `"`}
+	if name != "" {
+		v = append(v, q(strings.ToUpper(name[:1])+name[1:]))
+	}
+	if strings.Contains(name, "s") {
+		v = append(v, q(strings.Replace(name, "s", "ſ", 1)))
+	}
+	if strings.Contains(name, "k") {
+		v = append(v, q(strings.Replace(name, "k", "\u212a", 1)))
+	}
+	return v
+}
+
+// jnode is a JSON value that keeps the order of object members and allows
+// duplicates, for building variants of a payload.
+type jnode struct {
+	kind byte     // '{', '[', or 0 for a scalar
+	keys []string // quoted keys of an object
+	vals []*jnode // members' values, or elements
+	raw  string   // a scalar's JSON text
+}
+
+func parseTree(t testing.TB, payload []byte) *jnode {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var value func() *jnode
+	value = func() *jnode {
+		tok, err := dec.Token()
+		require.NoError(t, err)
+		switch tok := tok.(type) {
+		case json.Delim:
+			n := &jnode{kind: byte(tok)}
+			for dec.More() {
+				if n.kind == '{' {
+					k, err := dec.Token()
+					require.NoError(t, err)
+					kb, _ := json.Marshal(k)
+					n.keys = append(n.keys, string(kb))
+				}
+				n.vals = append(n.vals, value())
+			}
+			_, err := dec.Token() // closing delimiter
+			require.NoError(t, err)
+			return n
+		default:
+			b, err := json.Marshal(tok)
+			require.NoError(t, err)
+			return &jnode{raw: string(b)}
+		}
+	}
+	root := value()
+	_, err := dec.Token()
+	require.ErrorIs(t, err, io.EOF)
+	return root
+}
+
+// shape describes the members of n, ignoring their scalar values.
+func (n *jnode) shape(path string) string {
+	var b strings.Builder
+	for i, v := range n.vals {
+		p := path + "[]"
+		if n.kind == '{' {
+			p = path + "." + n.keys[i]
+		}
+		b.WriteString(p + " ")
+		b.WriteString(v.shape(p))
+	}
+	return b.String()
+}
+
+func (n *jnode) encode() []byte {
+	var b bytes.Buffer
+	n.write(&b)
+	return b.Bytes()
+}
+
+func (n *jnode) write(b *bytes.Buffer) {
+	switch n.kind {
+	case '{', '[':
+		b.WriteByte(n.kind)
+		for i, v := range n.vals {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if n.kind == '{' {
+				b.WriteString(n.keys[i])
+				b.WriteByte(':')
+			}
+			v.write(b)
+		}
+		if n.kind == '{' {
+			b.WriteByte('}')
+		} else {
+			b.WriteByte(']')
+		}
+	default:
+		b.WriteString(n.raw)
+	}
+}
+
+// FuzzFastParse checks, for any input, that a payload the fast path decodes
+// decodes to the same event with encoding/json, and that ParseEvent answers
+// as encoding/json does on the others.
+func FuzzFastParse(f *testing.F) {
+	for _, path := range benchPayloads(f) {
+		payload := readFixture(f, path)
+		f.Add(payload)
+	}
+	for _, s := range []string{
+		`{"status":"pending","Status":"failure"}`,
+		`{"job_id":"\ud83d\ude00","status":"pend\u0069ng"}`,
+		`{"workflow_name":"w","fn_status":{"a":"success","a":null}}`,
+		`{"event_type":"tensorlake.sandbox.x","data":{"sandbox":{"resources":{"cpus":1e1}}}}`,
+		`{"status":"failure","created_at":"2023-10-01T12:00:00+23:59","finished_at":"2023-10-01T12:00:00+24:00"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		agree(t, payload)
+	})
+}
