@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -148,11 +149,17 @@ func (h *Handler) LogValue() slog.Value { return slog.StringValue(h.String()) }
 
 // ServeHTTP receives one delivery; see [Handler] for the answers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, d, ok := h.v.receive(w, r)
+	bp := bodyPool.Get().(*[]byte)
+	body, d, ok := h.v.receive(w, r, (*bp)[:0])
 	if !ok {
+		bodyPool.Put(bp)
 		return
 	}
 	ev, err := ParseEvent(body)
+	if cap(body) <= maxPooledBody {
+		*bp = body[:0] // no event refers to the body once decoded
+		bodyPool.Put(bp)
+	}
 	if err != nil {
 		h.v.reject(w, r, http.StatusBadRequest, d.ID, err)
 		return
@@ -375,6 +382,12 @@ type panicError struct {
 
 func (e *panicError) Error() string { return fmt.Sprintf("callback panicked: %v", e.value) }
 
+// bodyPool recycles the Handler's body buffers (*[]byte).
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the capacity of the largest body buffer kept for reuse.
+const maxPooledBody = 64 << 10
+
 // errBodyTooLarge is returned by readBody when the body exceeds the limit.
 var errBodyTooLarge = fmt.Errorf("%w: body exceeds the limit", ErrPayloadTooLarge)
 
@@ -382,7 +395,7 @@ func isTooLarge(err error) bool { return errors.Is(err, ErrPayloadTooLarge) }
 
 // readBody reads the request body, failing with errBodyTooLarge as soon as
 // more than limit bytes arrive; it never reads more than limit+1 bytes.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
@@ -393,7 +406,9 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if size > limit+1 {
 		size = limit + 1
 	}
-	buf := make([]byte, 0, size)
+	if int64(cap(buf)) < size {
+		buf = make([]byte, 0, size)
+	}
 	lr := io.LimitedReader{R: r.Body, N: limit + 1}
 	for {
 		if len(buf) == cap(buf) {

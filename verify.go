@@ -47,12 +47,29 @@ type deliveryKey struct{}
 // DeliveryFromContext returns the [Delivery] that [Verifier.Middleware] or
 // [Handler] stored in a request's context.
 func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
-	d, ok := ctx.Value(deliveryKey{}).(Delivery)
-	return d, ok
+	d, ok := ctx.Value(deliveryKey{}).(*Delivery)
+	if !ok {
+		return Delivery{}, false
+	}
+	return *d, true
+}
+
+// deliveryCtx carries a Delivery in one allocation (context.WithValue
+// takes two: the context and the boxed Delivery).
+type deliveryCtx struct {
+	context.Context
+	d Delivery
+}
+
+func (c *deliveryCtx) Value(key any) any {
+	if _, ok := key.(deliveryKey); ok {
+		return &c.d
+	}
+	return c.Context.Value(key)
 }
 
 func contextWithDelivery(ctx context.Context, d Delivery) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, d)
+	return &deliveryCtx{Context: ctx, d: d}
 }
 
 // A Verifier checks the Svix signature of deliveries. It is safe for
@@ -343,7 +360,7 @@ func constantTimeEqual(a string, b []byte) int {
 // left to next, for example with [ParseEvent].
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, d, ok := v.receive(w, r)
+		body, d, ok := v.receive(w, r, nil)
 		if !ok {
 			return
 		}
@@ -357,7 +374,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 // receive runs every check of a delivery in order: source address, method, declared length,
 // headers and timestamp, then reads the body and checks the signature. On
 // failure it has written the response and logged the reason.
-func (v *Verifier) receive(w http.ResponseWriter, r *http.Request) ([]byte, Delivery, bool) {
+func (v *Verifier) receive(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, Delivery, bool) {
 	if err := v.cfg.checkSource(r); err != nil {
 		v.reject(w, r, http.StatusForbidden, "", err)
 		return nil, Delivery{}, false
@@ -376,7 +393,7 @@ func (v *Verifier) receive(w http.ResponseWriter, r *http.Request) ([]byte, Deli
 		v.reject(w, r, http.StatusUnauthorized, sh.id, err)
 		return nil, Delivery{}, false
 	}
-	body, err := readBody(r, v.cfg.maxBodyBytes)
+	body, err := readBody(r, v.cfg.maxBodyBytes, buf)
 	if err != nil {
 		status := http.StatusBadRequest
 		if isTooLarge(err) {
