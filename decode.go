@@ -873,7 +873,7 @@ func (d *fastDecoder) time() time.Time {
 		d.bad = true
 		return time.Time{}
 	}
-	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+	if !timeInRange(t) {
 		// ParseEvent rejects offsets that RFC 3339 does not allow
 		// (checkTimes); leave the error to the encoding/json path.
 		d.bad = true
