@@ -262,12 +262,12 @@ const HeaderWebhookDelivery = "webhook-delivery"
 func (h *Handler) run(ctx context.Context, ev Event, finish func(context.Context, error)) (timedOut bool, err error) {
 	timeout := h.v.cfg.callbackTimeout
 	if timeout <= 0 {
-		_, err = h.dispatch(ctx, ev)
+		err = h.dispatch(ctx, ev)
 		finish(ctx, err)
 		return false, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
-	_, err = h.dispatch(cctx, ev)
+	err = h.dispatch(cctx, ev)
 	timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
 	cancel()
 	finish(ctx, err)
@@ -337,9 +337,9 @@ func envelopeOf(ev Event) *Envelope {
 	return nil
 }
 
-// dispatch calls the callback registered for ev's type. It reports whether
-// one ran, and its error; a panic is recovered into a *panicError.
-func (h *Handler) dispatch(ctx context.Context, ev Event) (bool, error) {
+// dispatch calls the callback registered for ev's type, if any, and returns
+// its error; a panic is recovered into a *panicError.
+func (h *Handler) dispatch(ctx context.Context, ev Event) error {
 	switch e := ev.(type) {
 	case *JobCreated:
 		return call(ctx, &h.onJobCreated, e)
@@ -358,20 +358,20 @@ func (h *Handler) dispatch(ctx context.Context, ev Event) (bool, error) {
 	case *UnknownEvent:
 		return call(ctx, &h.onUnknown, e)
 	}
-	return false, fmt.Errorf("tlwebhook: unhandled event type %T", ev)
+	return fmt.Errorf("tlwebhook: unhandled event type %T", ev)
 }
 
-func call[T any](ctx context.Context, cb *callback[T], ev *T) (ran bool, err error) {
+func call[T any](ctx context.Context, cb *callback[T], ev *T) (err error) {
 	fn := cb.fn.Load()
 	if fn == nil {
-		return false, nil
+		return nil
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
-	return true, (*fn)(ctx, ev)
+	return (*fn)(ctx, ev)
 }
 
 // panicError is a recovered callback panic.
