@@ -9,28 +9,28 @@ type ClaimResult int
 
 // Claim results.
 const (
-	// Claimed means the caller now holds the key and must process the
+	// ClaimAcquired means the caller now holds the key and must process the
 	// delivery, then call Complete (success) or Release (failure).
-	Claimed ClaimResult = iota + 1
-	// InProgress means another holder's claim on the key is still live:
+	ClaimAcquired ClaimResult = iota + 1
+	// ClaimInProgress means another holder's claim on the key is still live:
 	// the delivery is being processed elsewhere. The Handler answers 409 so
 	// that Svix retries later.
-	InProgress
-	// Completed means the key was processed successfully within the
+	ClaimInProgress
+	// ClaimDone means the key was processed successfully within the
 	// retention period. The Handler answers 2xx without running the
 	// callback.
-	Completed
+	ClaimDone
 )
 
 // String returns the result's name.
 func (r ClaimResult) String() string {
 	switch r {
-	case Claimed:
-		return "claimed"
-	case InProgress:
+	case ClaimAcquired:
+		return "acquired"
+	case ClaimInProgress:
 		return "in-progress"
-	case Completed:
-		return "completed"
+	case ClaimDone:
+		return "done"
 	}
 	return "ClaimResult(?)"
 }
@@ -53,7 +53,7 @@ func (r ClaimResult) String() string {
 // processes through Redis.
 type Deduplicator interface {
 	// Claim tries to claim key. token is meaningful only when result is
-	// Claimed. An error means the store could not be consulted; the
+	// ClaimAcquired. An error means the store could not be consulted; the
 	// Handler then answers 503 and runs nothing.
 	Claim(ctx context.Context, key string) (token string, result ClaimResult, err error)
 	// Complete marks key as processed, if token still holds the claim.

@@ -161,15 +161,15 @@ func (m *MemoryDeduplicator) Claim(_ context.Context, key string) (string, Claim
 	if e, ok := m.entries[key]; ok {
 		if now < e.expires {
 			if e.done {
-				return "", Completed, nil
+				return "", ClaimDone, nil
 			}
-			return "", InProgress, nil
+			return "", ClaimInProgress, nil
 		}
 		// The claim's lease or the completion's retention has passed:
 		// claim the key afresh.
 		e.unlink()
 		m.claim(e, token, now)
-		return string(token[:]), Claimed, nil
+		return string(token[:]), ClaimAcquired, nil
 	}
 	if len(m.entries) >= m.max && !m.evict(now) {
 		return "", 0, fmt.Errorf("%w (%d entries)", ErrDeduplicatorFull, len(m.entries))
@@ -177,7 +177,7 @@ func (m *MemoryDeduplicator) Claim(_ context.Context, key string) (string, Claim
 	e := &memEntry{key: strings.Clone(key)}
 	m.entries[e.key] = e
 	m.claim(e, token, now)
-	return string(token[:]), Claimed, nil
+	return string(token[:]), ClaimAcquired, nil
 }
 
 // claim makes e a fresh claim with token and puts it at the back of the

@@ -72,14 +72,14 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 		period   time.Duration // how long the key then stays unclaimable
 		during   tlwebhook.ClaimResult
 	}{
-		{"lease", false, tlwebhook.DefaultDedupLease, tlwebhook.InProgress},
-		{"retention", true, tlwebhook.DefaultDedupRetention, tlwebhook.Completed},
+		{"lease", false, tlwebhook.DefaultDedupLease, tlwebhook.ClaimInProgress},
+		{"retention", true, tlwebhook.DefaultDedupRetention, tlwebhook.ClaimDone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newMemTestClock()
 			d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryClock(clock.Now))
-			token := memClaim(t, d, "k", tlwebhook.Claimed)
+			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			if tt.complete {
 				memComplete(t, d, "k", token)
@@ -87,7 +87,7 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 			clock.Advance(tt.period - time.Nanosecond)
 			memClaim(t, d, "k", tt.during)
 			clock.Advance(time.Nanosecond)
-			memClaim(t, d, "k", tlwebhook.Claimed)
+			memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 		})
 	}
 }
@@ -132,9 +132,9 @@ func memComplete(t *testing.T, d *tlwebhook.MemoryDeduplicator, key, token strin
 
 func TestMemoryDeduplicatorBound(t *testing.T) {
 	const (
-		claimed    = tlwebhook.Claimed
-		inProgress = tlwebhook.InProgress
-		completed  = tlwebhook.Completed
+		claimed    = tlwebhook.ClaimAcquired
+		inProgress = tlwebhook.ClaimInProgress
+		completed  = tlwebhook.ClaimDone
 	)
 	tests := []struct {
 		name string
@@ -283,7 +283,7 @@ func TestMemoryDeduplicatorConcurrentMixed(t *testing.T) {
 					full.Add(1)
 					continue
 				}
-				if !assert.NoError(t, err) || res != tlwebhook.Claimed {
+				if !assert.NoError(t, err) || res != tlwebhook.ClaimAcquired {
 					continue
 				}
 				claims.Add(1)
@@ -331,7 +331,7 @@ func TestMemoryBytesPerEntry(t *testing.T) {
 	for i, k := range keys {
 		token, res, err := d.Claim(ctx, k)
 		require.NoError(t, err)
-		require.Equal(t, tlwebhook.Claimed, res)
+		require.Equal(t, tlwebhook.ClaimAcquired, res)
 		if i%2 == 0 {
 			require.NoError(t, d.Complete(ctx, k, token))
 		}
@@ -366,7 +366,7 @@ func BenchmarkMemoryClaimComplete(b *testing.B) {
 		k := keys[i%len(keys)]
 		i++
 		token, res, err := d.Claim(ctx, k)
-		if err != nil || res != tlwebhook.Claimed {
+		if err != nil || res != tlwebhook.ClaimAcquired {
 			b.Fatalf("claim %q: %v, %v", k, res, err)
 		}
 		if err := d.Complete(ctx, k, token); err != nil {

@@ -186,15 +186,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, http.StatusServiceUnavailable)
 			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator unavailable, delivery not processed", slog.String("error", err.Error()))
 			return
-		case res == InProgress:
+		case res == ClaimInProgress:
 			writeStatus(w, http.StatusConflict)
 			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate delivery while the first is in progress")
 			return
-		case res == Completed:
+		case res == ClaimDone:
 			w.WriteHeader(http.StatusNoContent)
 			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate of a completed delivery, callback skipped")
 			return
-		case res != Claimed:
+		case res != ClaimAcquired:
 			writeStatus(w, http.StatusServiceUnavailable)
 			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator returned an invalid result", slog.Int("result", int(res)))
 			return

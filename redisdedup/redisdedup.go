@@ -208,11 +208,11 @@ func (d *Deduplicator) Claim(ctx context.Context, key string) (string, tlwebhook
 	case replyUnexpected:
 		return "", 0, fmt.Errorf("%w %q", ErrUnexpectedValue, d.prefix+key)
 	case replyClaimed:
-		return token, tlwebhook.Claimed, nil
+		return token, tlwebhook.ClaimAcquired, nil
 	case replyInProgress:
-		return "", tlwebhook.InProgress, nil
+		return "", tlwebhook.ClaimInProgress, nil
 	case replyCompleted:
-		return "", tlwebhook.Completed, nil
+		return "", tlwebhook.ClaimDone, nil
 	}
 	return "", 0, fmt.Errorf("redisdedup: claim: unexpected script reply %d", reply)
 }

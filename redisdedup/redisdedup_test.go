@@ -73,7 +73,7 @@ func TestRecords(t *testing.T) {
 
 			token, res, err := d.Claim(ctx, k)
 			require.NoError(t, err)
-			require.Equal(t, tlwebhook.Claimed, res)
+			require.Equal(t, tlwebhook.ClaimAcquired, res)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val())
 			ttl := c.PTTL(ctx, rkey).Val()
@@ -104,15 +104,15 @@ func TestPrefixSeparates(t *testing.T) {
 
 	_, res, err := a.Claim(ctx, "k")
 	require.NoError(t, err)
-	require.Equal(t, tlwebhook.Claimed, res)
+	require.Equal(t, tlwebhook.ClaimAcquired, res)
 
 	tests := []struct {
 		name string
 		d    *redisdedup.Deduplicator
 		want tlwebhook.ClaimResult
 	}{
-		{"same prefix, other client: sees the claim", a2, tlwebhook.InProgress},
-		{"other prefix: independent", b, tlwebhook.Claimed},
+		{"same prefix, other client: sees the claim", a2, tlwebhook.ClaimInProgress},
+		{"other prefix: independent", b, tlwebhook.ClaimAcquired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,10 +224,10 @@ func TestLeaseRoundsUp(t *testing.T) {
 	ctx := context.Background()
 	_, res, err := d.Claim(ctx, "k")
 	require.NoError(t, err)
-	require.Equal(t, tlwebhook.Claimed, res)
+	require.Equal(t, tlwebhook.ClaimAcquired, res)
 	require.Eventually(t, func() bool {
 		_, res, err := d.Claim(ctx, "k")
-		return err == nil && res == tlwebhook.Claimed
+		return err == nil && res == tlwebhook.ClaimAcquired
 	}, time.Second, 5*time.Millisecond)
 }
 
@@ -242,7 +242,7 @@ func BenchmarkRedisClaimComplete(b *testing.B) {
 		key := "evt_019f95fb-7f33-7000-8000-" + strconv.Itoa(i)
 		i++
 		token, res, err := d.Claim(ctx, key)
-		if err != nil || res != tlwebhook.Claimed {
+		if err != nil || res != tlwebhook.ClaimAcquired {
 			b.Fatalf("claim %q: %v, %v", key, res, err)
 		}
 		if err := d.Complete(ctx, key, token); err != nil {

@@ -73,13 +73,13 @@ const (
 //
 //   - the first Claim of a key claims it, with a non-empty token that no
 //     other claim got; keys are independent;
-//   - a Claim while the key is claimed answers InProgress, and one after
-//     Complete answers Completed, both with an empty token;
-//   - a completed key is Completed until the retention has passed since
+//   - a Claim while the key is claimed answers ClaimInProgress, and one after
+//     Complete answers ClaimDone, both with an empty token;
+//   - a completed key is ClaimDone until the retention has passed since
 //     its completion, then can be claimed again;
 //   - Release lets the next Claim claim the key;
 //   - a claim neither completed nor released (the holder crashed) is
-//     InProgress until its lease passes, then can be claimed again;
+//     ClaimInProgress until its lease passes, then can be claimed again;
 //   - Complete and Release do nothing with a stale token (its lease
 //     passed and the key was claimed again), a token of another key, an
 //     altered, never-issued or empty token, or once the claim was
@@ -294,11 +294,11 @@ type dedupStep struct {
 }
 
 func stepClaim(key, name string) dedupStep {
-	return dedupStep{op: opClaim, key: key, name: name, want: tlwebhook.Claimed}
+	return dedupStep{op: opClaim, key: key, name: name, want: tlwebhook.ClaimAcquired}
 }
 
-// stepDup is a claim of key expected to answer want, InProgress or
-// Completed, as long as the period from the mark live has not ended ("" if
+// stepDup is a claim of key expected to answer want, ClaimInProgress or
+// ClaimDone, as long as the period from the mark live has not ended ("" if
 // none is at stake).
 func stepDup(key string, want tlwebhook.ClaimResult, live string) dedupStep {
 	return dedupStep{op: opClaim, key: key, want: want, live: live}
@@ -390,12 +390,12 @@ func (r *dedupRun) claim(s dedupStep) error {
 		return fmt.Errorf("error from Claim: %w", err)
 	}
 	if res != s.want {
-		if res == tlwebhook.Claimed && s.live != "" && r.late(s.live, end) {
+		if res == tlwebhook.ClaimAcquired && s.live != "" && r.late(s.live, end) {
 			return fmt.Errorf("%w: claimed, but answered after the period from %s ended", errTooSlow, s.live)
 		}
 		return fmt.Errorf("got %v, want %v", res, s.want)
 	}
-	if res != tlwebhook.Claimed {
+	if res != tlwebhook.ClaimAcquired {
 		if token != "" {
 			return fmt.Errorf("got %v with token %q, want no token", res, token)
 		}
@@ -438,8 +438,8 @@ func (r *dedupRun) token(name string) (string, error) {
 func dedupScenarios() []dedupScenario {
 	claim, dup, complete, release := stepClaim, stepDup, stepComplete, stepRelease
 	const (
-		inProgress = tlwebhook.InProgress
-		completed  = tlwebhook.Completed
+		inProgress = tlwebhook.ClaimInProgress
+		completed  = tlwebhook.ClaimDone
 	)
 	return []dedupScenario{
 		{name: "first claim claims", steps: []dedupStep{
@@ -575,15 +575,15 @@ func concurrentClaims(r *dedupRun) error {
 		for g, res := range results {
 			count[res]++
 			switch {
-			case res == tlwebhook.Claimed:
+			case res == tlwebhook.ClaimAcquired:
 				winner = g
 			case tokens[g] != "":
 				return fmt.Errorf("round %d: got %v with token %q, want no token", round+1, res, tokens[g])
 			}
 		}
-		if count[tlwebhook.Claimed] != 1 || count[tlwebhook.InProgress] != goroutines-1 {
+		if count[tlwebhook.ClaimAcquired] != 1 || count[tlwebhook.ClaimInProgress] != goroutines-1 {
 			return fmt.Errorf("round %d: %d goroutines claimed the key and %d saw it in progress (of %d), want 1 and %d",
-				round+1, count[tlwebhook.Claimed], count[tlwebhook.InProgress], goroutines, goroutines-1)
+				round+1, count[tlwebhook.ClaimAcquired], count[tlwebhook.ClaimInProgress], goroutines, goroutines-1)
 		}
 		if err := r.newToken(tokens[winner]); err != nil {
 			return fmt.Errorf("round %d: %w", round+1, err)
@@ -596,13 +596,13 @@ func concurrentClaims(r *dedupRun) error {
 				return fmt.Errorf("round %d: error from Complete: %w", round+1, err)
 			}
 		}
-		if err := check(ds[0], key, tlwebhook.InProgress); err != nil {
+		if err := check(ds[0], key, tlwebhook.ClaimInProgress); err != nil {
 			return fmt.Errorf("round %d: after completions with an altered token: %w", round+1, err)
 		}
 		if err := ds[(winner+1)%goroutines].Complete(r.ctx, key, tokens[winner]); err != nil {
 			return fmt.Errorf("round %d: error from Complete: %w", round+1, err)
 		}
-		if err := check(ds[winner], key, tlwebhook.Completed); err != nil {
+		if err := check(ds[winner], key, tlwebhook.ClaimDone); err != nil {
 			return fmt.Errorf("round %d: after the winner's token completed it through another Deduplicator: %w", round+1, err)
 		}
 	}
@@ -802,7 +802,7 @@ func handlerAfterCrash(r *dedupRun) error {
 	}
 	start := r.now()
 	staleToken, res, err := crashed.Claim(r.ctx, rs.eventID)
-	if err != nil || res != tlwebhook.Claimed {
+	if err != nil || res != tlwebhook.ClaimAcquired {
 		return fmt.Errorf("claim of the replica that crashes: got %v, %v; want claimed", res, err)
 	}
 	r.marks["crashed"] = span{start, r.now()}

@@ -52,7 +52,7 @@ type toyBugs struct {
 	leaseNeverEnds       bool // a claim lasts until completed or released
 	retentionFromClaim   bool // a completion is kept for the retention from the claim
 	sameToken            bool // every claim gets the same token
-	tokenWhenInProgress  bool // InProgress comes with the holder's token
+	tokenWhenInProgress  bool // ClaimInProgress comes with the holder's token
 	checkThenSet         bool // Claim reads the key and writes it in two steps
 }
 
@@ -87,11 +87,11 @@ func (d *toyDedup) Claim(_ context.Context, key string) (string, tlwebhook.Claim
 	defer d.mu.Unlock()
 	switch {
 	case live && e.done:
-		return "", tlwebhook.Completed, nil
+		return "", tlwebhook.ClaimDone, nil
 	case live && d.bugs.tokenWhenInProgress:
-		return e.token, tlwebhook.InProgress, nil
+		return e.token, tlwebhook.ClaimInProgress, nil
 	case live && !d.bugs.neverInProgress:
-		return "", tlwebhook.InProgress, nil
+		return "", tlwebhook.ClaimInProgress, nil
 	}
 	d.seq++
 	token := "token" + strconv.Itoa(d.seq)
@@ -103,7 +103,7 @@ func (d *toyDedup) Claim(_ context.Context, key string) (string, tlwebhook.Claim
 		expires = now.Add(1000 * time.Hour)
 	}
 	d.entries[key] = toyEntry{token: token, claimed: now, expires: expires}
-	return token, tlwebhook.Claimed, nil
+	return token, tlwebhook.ClaimAcquired, nil
 }
 
 // holds reports whether token holds a live claim on e.
@@ -157,7 +157,7 @@ type toyBugCase struct {
 }
 
 // inProgressScenarios are the scenarios that claim a key claimed and live,
-// and expect InProgress with no token.
+// and expect ClaimInProgress with no token.
 var inProgressScenarios = []string{
 	"keys are independent",
 	"duplicate while in progress",
@@ -222,7 +222,7 @@ var toyBugCases = []toyBugCase{
 		"concurrent claims of one key: exactly one claims",
 		"handlers run the callback once the lease of a crashed holder passes",
 	}},
-	{name: "a token with InProgress", bugs: toyBugs{tokenWhenInProgress: true}, failing: inProgressScenarios},
+	{name: "a token with ClaimInProgress", bugs: toyBugs{tokenWhenInProgress: true}, failing: inProgressScenarios},
 	{name: "check then set", bugs: toyBugs{checkThenSet: true}, some: true, failing: []string{
 		"concurrent claims of one key: exactly one claims",
 		"handlers run the callback once for concurrent copies of one message",
@@ -319,13 +319,13 @@ func TestDeduplicatorTooSlow(t *testing.T) {
 		tooSlow bool
 	}{
 		{"answered after the period", time.Second, []dedupStep{
-			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.InProgress, "t1"),
+			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.ClaimInProgress, "t1"),
 		}, true},
 		{"answered within the period, lease too short", 100 * time.Millisecond, []dedupStep{
-			stepClaim("k", "t1"), stepUntilLive("t1"), stepDup("k", tlwebhook.InProgress, "t1"),
+			stepClaim("k", "t1"), stepUntilLive("t1"), stepDup("k", tlwebhook.ClaimInProgress, "t1"),
 		}, false},
 		{"answered after the period, wrong result", time.Second, []dedupStep{
-			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.Completed, ""),
+			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.ClaimDone, ""),
 		}, false},
 	}
 	for _, tt := range tests {
