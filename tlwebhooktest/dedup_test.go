@@ -284,7 +284,7 @@ func TestDeduplicatorReportsFailures(t *testing.T) {
 			} else {
 				var exit *exec.ExitError
 				require.ErrorAs(t, err, &exit, "%s", out)
-				assert.Contains(t, string(out), "got claimed, want in-progress")
+				assert.Contains(t, string(out), "got acquired, want in-progress")
 			}
 			for _, name := range tt.wantFail {
 				assert.Contains(t, string(out), "--- FAIL: TestDeduplicatorHelperProcess/"+name+" ")
