@@ -2,6 +2,7 @@ package tlwebhook
 
 import (
 	"context"
+	"time"
 )
 
 // ClaimResult is the answer of a [Deduplicator] to a claim.
@@ -60,6 +61,19 @@ type Deduplicator interface {
 	Complete(ctx context.Context, key, token string) error
 	// Release deletes the claim on key, if token still holds it.
 	Release(ctx context.Context, key, token string) error
+}
+
+// A LeaseRenewer is a [Deduplicator] whose claims can be renewed. While a
+// callback runs, a [Handler] renews its claim every third of the lease, so
+// that a callback slower than the lease never lets a copy run beside it.
+// [NewMemoryDeduplicator] and the redisdedup module implement it.
+type LeaseRenewer interface {
+	// Lease returns how long a claim lives without renewal.
+	Lease() time.Duration
+	// Renew extends the claim on key held by token by a full lease. It
+	// returns an error wrapping [ErrClaimLost] when token no longer holds
+	// the claim.
+	Renew(ctx context.Context, key, token string) error
 }
 
 // Permanent wraps err to mark it permanent: when a callback returns it, the

@@ -111,6 +111,17 @@ var (
 	// evicted without risking a second run. A [Handler] answers 503 and Svix
 	// retries later.
 	ErrDeduplicatorFull = errors.New("tlwebhook: deduplicator full of live claims")
+	// ErrClaimLost means a deduplicator claim is no longer held by the token
+	// presented: its lease ran out (for example while the process was
+	// paused) and the key may have been claimed again. A [Handler] logs it at
+	// error level: the callback may have run beside a copy.
+	ErrClaimLost = errors.New("tlwebhook: deduplicator claim lost")
+	// ErrInvalidOption means an option was given an unusable value, or a
+	// combination of options cannot work.
+	ErrInvalidOption = errors.New("tlwebhook: invalid option")
+	// ErrUnauthorized means the additional authentication configured with
+	// [WithBasicAuth] or [WithHeaderAuth] failed.
+	ErrUnauthorized = errors.New("tlwebhook: unauthorized")
 )
 
 // minKeyBytes is the shortest decoded secret accepted. Svix issues 24-byte
