@@ -6,7 +6,7 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 	github.com/svix/svix-webhooks v1.99.1
-	github.com/tlwebhook/tlwebhook v0.0.0-00010101000000-000000000000
+	github.com/tlwebhook/tlwebhook v0.0.0-20261201211505-f31b7599c7d3
 )
 
 require (
@@ -16,5 +16,3 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
-
-replace github.com/tlwebhook/tlwebhook => ../
