@@ -1,0 +1,3 @@
+package riverinbox_test
+
+func receiverMain() int { return 2 }

@@ -1,0 +1,331 @@
+// Package riverinbox is a durable inbox for Tensorlake webhooks on River
+// (github.com/riverqueue/river), the Go job queue on PostgreSQL or SQLite.
+//
+// With an [Inbox] installed by [tlwebhook.WithInbox], a [tlwebhook.Handler]
+// answers a verified delivery with 204 as soon as the delivery is committed
+// to River's job table, and 503 when it could not be (Svix retries). River's
+// workers then run the Handler's callbacks through [NewWorker], each inside a
+// database transaction that also completes the job: a callback that writes
+// through [TxFromContext] has its writes committed together with the job's
+// completion, exactly once, even when a process is killed at any instant.
+//
+// # Set-up
+//
+// River's tables are created by River's own migrations, before any client
+// runs: the command line (river migrate-up --database-url "$DATABASE_URL")
+// or, in the program, rivermigrate:
+//
+//	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+//	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+//
+// Then a client to insert with, the Handler, and a client that works:
+//
+//	ins, _ := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+//	h, _ := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(riverinbox.New(ins)))
+//	h.OnJobCompleted(func(ctx context.Context, ev *tlwebhook.JobCompleted) error {
+//		tx, _ := riverinbox.TxFromContext[pgx.Tx](ctx)
+//		_, err := tx.Exec(ctx, `insert into parsed(job_id) values ($1)`, ev.JobID)
+//		return err
+//	})
+//	workers := river.NewWorkers()
+//	river.AddWorker(workers, riverinbox.NewWorker[pgx.Tx](h))
+//	wc, _ := river.NewClient(riverpgxv5.New(pool), &river.Config{
+//		Workers:                     workers,
+//		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
+//		CompletedJobRetentionPeriod: riverinbox.MinRetention,
+//		CancelledJobRetentionPeriod: riverinbox.MinRetention,
+//	})
+//	_ = wc.Start(ctx)
+//
+// One client can also do both: create it with an empty [river.Workers]
+// bundle and its Queues, build the Handler on [New](client), then add
+// [NewWorker](h) to the bundle before calling Start. On SQLite, prefer that:
+// SQLite has no LISTEN/NOTIFY, so a separate working client only sees new
+// jobs when it polls (every FetchPollInterval, one second by default),
+// whereas a client that inserted the job itself wakes its own workers.
+//
+// # Uniqueness
+//
+// Each delivery is inserted as a job of kind [Kind] whose [Args] carry the
+// [tlwebhook.Delivery] and the raw payload, unique by the delivery's
+// [tlwebhook.Delivery.IdempotencyKey] (River's UniqueOpts: ByArgs on that key
+// alone, ByState every job state). While a job with the same key is in River's
+// table, in any state, completed, cancelled and discarded included, a second
+// insert records nothing and [Inbox.Enqueue] returns nil: Svix's retries and
+// duplicate copies of a message run its callback once. A row leaves the table
+// only when River's job cleaner deletes it, after CompletedJobRetentionPeriod
+// (completed jobs), CancelledJobRetentionPeriod (cancelled) or
+// DiscardedJobRetentionPeriod (discarded) of the client that runs River's
+// maintenance: those periods are the deduplication window. River's defaults
+// are 24 hours, 24 hours and 7 days; Svix retries a message for about 28
+// hours, so set the first two to at least [MinRetention].
+//
+// The window is deliberately not a River ByPeriod: ByPeriod rounds the
+// insertion time down to a multiple of the period, so a copy that arrives just
+// after a period boundary would get a new key and run again.
+//
+// # Client settings that matter
+//
+//   - CompletedJobRetentionPeriod and CancelledJobRetentionPeriod: at least
+//     [MinRetention] (see Uniqueness).
+//   - JobTimeout (default one minute) bounds a job's run; keep it above the
+//     Handler's callback timeout ([tlwebhook.WithCallbackTimeout]), which
+//     applies inside [tlwebhook.Handler.Process] as it does in ServeHTTP.
+//     Either deadline rolls the transaction back and the job is retried.
+//   - RescueStuckJobsAfter (default one hour): a job whose process died while
+//     running it is retried after this long. Its transaction was rolled back
+//     by the database when the connection dropped, so nothing was committed.
+//   - MaxAttempts (default 25, with River's backoff about three weeks) and
+//     RetryPolicy: once a delivery is in the inbox, Svix is done with it and
+//     River retries on its own schedule; after the last attempt the job is
+//     discarded (see River's UI or river_job to retry it by hand).
+//   - The database pool: each running job holds one connection for its
+//     transaction, so give the pool a few more connections than the sum of
+//     MaxWorkers (pgxpool's default is four, or the number of CPUs).
+//   - SQLite: River recommends a pool of one connection
+//     (db.SetMaxOpenConns(1)). With one connection, a callback must use the
+//     transaction from [TxFromContext], never the pool, or it waits for
+//     itself until its deadline.
+//
+// # Errors
+//
+// A callback's error is returned to River, which retries the job with
+// backoff. An error for which errors.Is(err, [tlwebhook.ErrPermanent]) holds,
+// such as [tlwebhook.Permanent](err) or a payload that no longer decodes,
+// cancels the job ([river.JobCancel]). A panic in a callback is recovered by
+// Process into an error, and retried. In every case the transaction is
+// rolled back, so a callback's writes through [TxFromContext] are committed
+// only when it succeeds.
+package riverinbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/tlwebhook/tlwebhook"
+)
+
+// Kind is the River job kind of an inbox delivery, as in river_job.kind.
+const Kind = "tlwebhook_delivery"
+
+// MinRetention is the shortest CompletedJobRetentionPeriod and
+// CancelledJobRetentionPeriod that covers Svix's retry schedule (about 28
+// hours from a message's first attempt) with a margin; see the package
+// documentation's section on uniqueness.
+const MinRetention = 48 * time.Hour
+
+// Args are the arguments of an inbox job: one verified delivery. River
+// stores them as JSON; Payload is kept byte for byte (base64 in the JSON), so
+// the worker decodes exactly the body whose signature was verified.
+type Args struct {
+	// ID is the delivery's message id (svix-id), see [tlwebhook.Delivery].
+	ID string `json:"id"`
+	// Timestamp is the delivery's signing time (svix-timestamp).
+	Timestamp time.Time `json:"timestamp"`
+	// EventID is the payload's event_id, when it has one.
+	EventID string `json:"event_id,omitempty"`
+	// Key is the delivery's [tlwebhook.Delivery.IdempotencyKey]; the job is
+	// unique by Key alone.
+	Key string `json:"key" river:"unique"`
+	// Payload is the raw verified request body.
+	Payload []byte `json:"payload"`
+}
+
+// Kind returns [Kind]; it implements [river.JobArgs].
+func (Args) Kind() string { return Kind }
+
+// InsertOpts returns the insert options every inbox job needs: uniqueness by
+// Key in every job state. It implements [river.JobArgsWithInsertOpts], so
+// that jobs inserted with Args by other code are deduplicated the same way.
+func (Args) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: uniqueOpts()}
+}
+
+// Delivery returns the delivery the job carries.
+func (a Args) Delivery() tlwebhook.Delivery {
+	return tlwebhook.Delivery{ID: a.ID, Timestamp: a.Timestamp, EventID: a.EventID}
+}
+
+// uniqueOpts makes a job unique by its Key in every state, completed,
+// cancelled and discarded included.
+func uniqueOpts() river.UniqueOpts {
+	return river.UniqueOpts{ByArgs: true, ByState: rivertype.JobStates()}
+}
+
+// An Inbox records verified deliveries as River jobs. It implements
+// [tlwebhook.Inbox]; create one with [New] and install it with
+// [tlwebhook.WithInbox]. It is safe for concurrent use.
+type Inbox[TTx any] struct {
+	client *river.Client[TTx]
+	opts   river.InsertOpts
+}
+
+var _ tlwebhook.Inbox = (*Inbox[any])(nil)
+
+// An Option configures an [Inbox].
+type Option func(*river.InsertOpts)
+
+// WithQueue inserts the inbox's jobs into queue instead of River's default
+// queue. A working client must have the queue in its Queues.
+func WithQueue(queue string) Option {
+	return func(o *river.InsertOpts) { o.Queue = queue }
+}
+
+// WithMaxAttempts sets how many times River tries each delivery's job before
+// discarding it, instead of the client's MaxAttempts (River's default is 25).
+func WithMaxAttempts(n int) Option {
+	return func(o *river.InsertOpts) { o.MaxAttempts = n }
+}
+
+// New returns an [Inbox] that inserts jobs with client, which may be an
+// insert-only client (no Workers, no Queues, never started). The client's
+// driver decides the database: riverpgxv5 for PostgreSQL, riversqlite for
+// SQLite. New panics if client is nil.
+func New[TTx any](client *river.Client[TTx], opts ...Option) *Inbox[TTx] {
+	if client == nil {
+		panic("riverinbox.New: nil River client")
+	}
+	ib := &Inbox[TTx]{client: client}
+	for _, o := range opts {
+		o(&ib.opts)
+	}
+	ib.opts.UniqueOpts = uniqueOpts()
+	return ib
+}
+
+// Enqueue records the delivery d with its raw payload as a job, and returns
+// nil once the insert has committed. A delivery whose idempotency key is
+// already recorded, in any job state, records nothing and returns nil. The
+// error of a failed insert wraps the database's; the Handler answers it with
+// 503. Enqueue does not keep payload after it returns.
+func (ib *Inbox[TTx]) Enqueue(ctx context.Context, d tlwebhook.Delivery, payload []byte) error {
+	_, err := ib.client.Insert(ctx, argsOf(d, payload), &ib.opts)
+	if err != nil {
+		return fmt.Errorf("riverinbox: recording delivery: %w", err)
+	}
+	return nil
+}
+
+// EnqueueTx is like [Inbox.Enqueue] inside the caller's transaction tx: the
+// job exists, and blocks duplicates, once tx commits.
+func (ib *Inbox[TTx]) EnqueueTx(ctx context.Context, tx TTx, d tlwebhook.Delivery, payload []byte) error {
+	_, err := ib.client.InsertTx(ctx, tx, argsOf(d, payload), &ib.opts)
+	if err != nil {
+		return fmt.Errorf("riverinbox: recording delivery: %w", err)
+	}
+	return nil
+}
+
+func argsOf(d tlwebhook.Delivery, payload []byte) Args {
+	return Args{
+		ID:        d.ID,
+		Timestamp: d.Timestamp,
+		EventID:   d.EventID,
+		Key:       d.IdempotencyKey(),
+		Payload:   payload,
+	}
+}
+
+// NewWorker returns the River worker of inbox jobs, which runs h's callbacks.
+// Add it to the Workers of a client whose driver's transaction type is TTx
+// (pgx.Tx for riverpgxv5, *sql.Tx for riversqlite):
+//
+//	river.AddWorker(workers, riverinbox.NewWorker[pgx.Tx](h))
+//
+// For each job, the worker begins a transaction on the client's database,
+// calls [tlwebhook.Handler.Process] with a context that carries it
+// ([TxFromContext]), and on success completes the job in that same
+// transaction ([river.JobCompleteTx]) and commits. On failure it rolls back
+// and returns the error, so River retries the job; an error that wraps
+// [tlwebhook.ErrPermanent] cancels it instead. NewWorker panics if h is nil.
+func NewWorker[TTx any](h *tlwebhook.Handler) river.Worker[Args] {
+	if h == nil {
+		panic("riverinbox.NewWorker: nil Handler")
+	}
+	return &worker[TTx]{h: h}
+}
+
+type worker[TTx any] struct {
+	river.WorkerDefaults[Args]
+	h *tlwebhook.Handler
+}
+
+// errNotCompleted is returned when the job could not be completed in the
+// worker's transaction because it is no longer running (for example River
+// rescued it as stuck and another attempt owns it): the transaction is
+// rolled back so that the callback's writes are not committed twice.
+var errNotCompleted = errors.New("riverinbox: job no longer running, callback's writes rolled back")
+
+// rollbackTimeout bounds the rollback after a failed or cancelled attempt.
+const rollbackTimeout = 5 * time.Second
+
+func (w *worker[TTx]) Work(ctx context.Context, job *river.Job[Args]) (err error) {
+	client, err := river.ClientFromContextSafely[TTx](ctx)
+	if err != nil {
+		return fmt.Errorf("riverinbox: %w (is the worker's type parameter the client's transaction type?)", err)
+	}
+	// River's public API has no generic way to begin a transaction of the
+	// client's database; its driver has, and JobCompleteTx uses the same
+	// driver to complete the job in the transaction.
+	driver := client.Driver()
+	execTx, err := driver.GetExecutor().Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("riverinbox: beginning transaction: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			_ = execTx.Rollback(rctx)
+			cancel()
+		}
+	}()
+	tx := driver.UnwrapTx(execTx)
+
+	if err := w.h.Process(context.WithValue(ctx, txKey{}, txValue[TTx]{tx}), job.Args.Delivery(), job.Args.Payload); err != nil {
+		if errors.Is(err, tlwebhook.ErrPermanent) {
+			return river.JobCancel(err)
+		}
+		return err
+	}
+
+	completed, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx, job)
+	if err != nil {
+		return fmt.Errorf("riverinbox: completing job: %w", err)
+	}
+	// River returns the job's row even when it did not update it, because
+	// the job was not running any more: then the completion did not happen,
+	// and neither must the callback's writes.
+	if completed.State != rivertype.JobStateCompleted {
+		return errNotCompleted
+	}
+	if err := execTx.Commit(ctx); err != nil {
+		return fmt.Errorf("riverinbox: committing: %w", err)
+	}
+	done = true
+	return nil
+}
+
+type txKey struct{}
+
+// txValue wraps the transaction so that TxFromContext's type assertion is
+// on the exact type the worker stored.
+type txValue[TTx any] struct{ tx TTx }
+
+// TxFromContext returns the transaction in which the worker of [NewWorker]
+// completes the job whose callback is running with ctx; writes made in it
+// are committed together with the job's completion, or not at all. TTx is
+// the client driver's transaction type (pgx.Tx, *sql.Tx). It returns false
+// outside such a callback, for example when the Handler runs the callback
+// itself in ServeHTTP, or when TTx is not the worker's type.
+//
+// The transaction belongs to the worker: do not commit or roll it back.
+func TxFromContext[TTx any](ctx context.Context) (TTx, bool) {
+	v, ok := ctx.Value(txKey{}).(txValue[TTx])
+	return v.tx, ok
+}
