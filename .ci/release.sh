@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Release checks, run by CI and before tagging (see RELEASING.md):
 #
+#  0. go.work at HEAD uses every module (examples too) and replaces the root
+#     with ./ at each root version a module requires: in workspace mode the
+#     go command reads the root's go.mod at those versions, which no proxy
+#     serves before they are published.
 #  1. Installability. Builds a file-based module proxy from this repository's
 #     own git history (.ci/proxy), then, with GOWORK=off and that proxy first
 #     in GOPROXY, checks every nested module (every directory of the HEAD
@@ -25,6 +29,7 @@
 #
 # Usage: bash .ci/release.sh [install|api|all]   (default all)
 #        bash .ci/release.sh bump [REV [DIR...]]    (see bump below)
+#        bash .ci/release.sh work                   (fix go.work in the work tree)
 #   KEEP=1 keeps the temporary directory for a look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -202,10 +207,23 @@ bump() {
 		echo "== release: bump $dir to $root_path@$v"
 		(cd "$repo/$dir" && go mod edit -dropreplace="$root_path" -require="$root_path@$v" && go mod tidy)
 	done
+	"$work/bin/ciproxy" work -repo "$repo" -write
+}
+
+# work_check: go.work at HEAD uses every module and replaces the root with ./
+# at each version a module requires (workspace builds read the root's go.mod
+# at those versions, which no proxy serves before publication).
+work_check() {
+	echo "== release: go.work"
+	"$work/bin/ciproxy" work -repo "$repo" || fail "go.work at HEAD does not cover the modules (fix: bash .ci/release.sh work)"
 }
 
 case "$what" in
+work)
+	"$work/bin/ciproxy" work -repo "$repo" -write
+	;;
 install)
+	work_check
 	build_proxy
 	install_check
 	;;
@@ -214,6 +232,7 @@ api)
 	api_check
 	;;
 all)
+	work_check
 	build_proxy
 	install_check
 	api_check
@@ -223,7 +242,7 @@ bump)
 	bump "$@"
 	;;
 *)
-	echo "usage: $0 [install|api|all|bump [REV [DIR...]]]" >&2
+	echo "usage: $0 [install|api|all|work|bump [REV [DIR...]]]" >&2
 	exit 2
 	;;
 esac

@@ -9,6 +9,7 @@
 //	                                    write the proxy; print the plan (below)
 //	ciproxy pseudo -repo DIR [REV]      print the root module's version for REV (default HEAD)
 //	ciproxy latest-tag -repo DIR [DIR]  print the newest release tag of the module in DIR
+//	ciproxy work -repo DIR [-write]     check HEAD's go.work (see work.go), or fix the work tree's
 //
 // The modules are the directories holding a go.mod in the HEAD commit, except
 // those under examples/ and .ci/ and those with an element starting with "."
@@ -68,6 +69,7 @@ func main() {
 	repo := fs.String("repo", ".", "git work tree of the repository")
 	out := fs.String("out", "", "directory to write the proxy to (build)")
 	rootRev := fs.String("root-rev", "", "also serve the root module at this commit (build)")
+	write := fs.Bool("write", false, "fix the work tree's go.work instead of checking HEAD's (work)")
 	if err := fs.Parse(args); err != nil {
 		usage()
 	}
@@ -94,6 +96,12 @@ func main() {
 				fmt.Println(v)
 			}
 		}
+	case "work":
+		if *write {
+			err = workWrite(r)
+		} else {
+			err = workCheck(r)
+		}
 	case "latest-tag":
 		dir := "."
 		if fs.NArg() > 0 {
@@ -115,7 +123,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: ciproxy build -repo DIR -out DIR [-root-rev REV] | pseudo -repo DIR [REV] | latest-tag -repo DIR [MODDIR]")
+	fmt.Fprintln(os.Stderr, "usage: ciproxy build -repo DIR -out DIR [-root-rev REV] | pseudo -repo DIR [REV] | latest-tag -repo DIR [MODDIR] | work -repo DIR [-write]")
 	os.Exit(2)
 }
 
