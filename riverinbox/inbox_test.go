@@ -339,3 +339,35 @@ func TestWorkerOfWrongTxType(t *testing.T) {
 		}
 	}
 }
+
+// TestJobNoLongerRunningRollsBack: when the job is no longer running by the
+// time its callback returns (River rescued it as stuck, say, while the
+// callback was slow), the worker cannot complete it, so it rolls the
+// callback's writes back; the next attempt commits them once. PostgreSQL
+// only: the callback changes the job from a second connection, which a
+// one-connection SQLite pool cannot give.
+func TestJobNoLongerRunningRollsBack(t *testing.T) {
+	b := postgresBackend(t)
+	var calls atomic.Int32
+	s := newSetup(t, b, 2, registerEffects(b, func(ctx context.Context, record func(context.Context) error) error {
+		if err := record(ctx); err != nil {
+			return err
+		}
+		if calls.Add(1) == 1 {
+			// What a rescue does, from outside the worker's transaction.
+			return b.exec(ctx, "update river_job set state = 'available', scheduled_at = now() where state = 'running'")
+		}
+		return nil
+	}))
+	s.start(t)
+	if got := s.serve(tlwebhooktest.NewMessageID(), sandboxPayload("evt_rescued")); got != http.StatusNoContent {
+		t.Fatalf("status %d, want 204", got)
+	}
+	waitFor(t, 20*time.Second, b.allCompleted(t, 1))
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("callback ran %d times, want 2", n)
+	}
+	if effects := b.effects(t); effects["evt_rescued"] != 1 {
+		t.Fatalf("effects %v, want evt_rescued once", effects)
+	}
+}
