@@ -83,9 +83,9 @@ func (r *advRecorder) lastEvent() any {
 
 // newAdvHandler returns a Handler for advSecret with a recording callback
 // for every event type. Logs are discarded unless opts set a logger.
-func newAdvHandler(t testing.TB, opts ...tl.Option) (*tl.Handler, *advRecorder) {
+func newAdvHandler(t testing.TB, opts ...tl.HandlerOption) (*tl.Handler, *advRecorder) {
 	t.Helper()
-	opts = append([]tl.Option{tl.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	opts = append([]tl.HandlerOption{tl.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	h, err := tl.NewHandler(advSecret, opts...)
 	require.NoError(t, err)
 	rec := &advRecorder{}
@@ -613,10 +613,12 @@ func advServe(t *testing.T, body []byte) (int, any) {
 }
 
 // TestAdversarialNonUTF8Bodies sends verified bodies that are not valid
-// UTF-8. encoding/json accepts invalid UTF-8 inside strings (it decodes
-// each bad byte as U+FFFD), so a JSON object with such strings is a valid
-// payload; bytes outside strings, other encodings and a byte order mark are
-// not JSON and get 400.
+// UTF-8. Decoding is strict (encoding/json/v2): invalid UTF-8 anywhere, raw
+// or as an escaped lone surrogate, is 400 and runs no callback, so that no
+// reader of the payload can turn the bad bytes into a different string than
+// the callback saw (encoding/json v1 would decode each as U+FFFD). Bytes
+// outside strings, other encodings and a byte order mark are not JSON and
+// get 400 too.
 func TestAdversarialNonUTF8Bodies(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -624,39 +626,18 @@ func TestAdversarialNonUTF8Bodies(t *testing.T) {
 		want  int
 		check func(t *testing.T, body string, ev any)
 	}{
+		{name: "invalid UTF-8 in a job id", body: "{\"job_id\":\"parse_\xff\xfe\",\"status\":\"pending\",\"created_at\":\"2023-10-01T12:00:00Z\"}", want: http.StatusBadRequest},
+		{name: "Latin-1 in an unknown payload", body: "{\"caf\xe9\":\"na\xefve\"}", want: http.StatusBadRequest},
+		{name: "encoded surrogate in an event type", body: "{\"event_type\":\"tensorlake.sandbox.\xed\xa0\x80\",\"event_version\":1}", want: http.StatusBadRequest},
+		{name: "escaped lone surrogate", body: `{"event_id":"evt_\ud800","event_type":"x"}`, want: http.StatusBadRequest},
 		{
-			name: "invalid UTF-8 in a job id",
-			body: "{\"job_id\":\"parse_\xff\xfe\",\"status\":\"pending\",\"created_at\":\"2023-10-01T12:00:00Z\"}",
+			name: "valid UTF-8 and escaped surrogate pairs are accepted",
+			body: `{"job_id":"parse_\u00e9\ud83d\ude00été","status":"pending","created_at":"2023-10-01T12:00:00Z"}`,
 			want: http.StatusNoContent,
 			check: func(t *testing.T, _ string, ev any) {
 				jc, ok := ev.(*tl.JobCreated)
 				require.True(t, ok, "got %T", ev)
-				assert.Equal(t, "parse_\uFFFD\uFFFD", jc.JobID)
-			},
-		},
-		{
-			name: "Latin-1 in an unknown payload",
-			body: "{\"caf\xe9\":\"na\xefve\"}",
-			want: http.StatusNoContent,
-			check: func(t *testing.T, body string, ev any) {
-				u, ok := ev.(*tl.UnknownEvent)
-				require.True(t, ok, "got %T", ev)
-				assert.Equal(t, body, string(u.Raw), "raw payload kept byte for byte")
-			},
-		},
-		{
-			name: "encoded surrogate in an event type",
-			body: "{\"event_type\":\"tensorlake.sandbox.\xed\xa0\x80\",\"event_version\":1}",
-			want: http.StatusNoContent,
-		},
-		{
-			name: "escaped lone surrogate",
-			body: `{"event_id":"evt_\ud800","event_type":"x"}`,
-			want: http.StatusNoContent,
-			check: func(t *testing.T, _ string, ev any) {
-				u, ok := ev.(*tl.UnknownEvent)
-				require.True(t, ok, "got %T", ev)
-				assert.Equal(t, "evt_\uFFFD", u.EventID)
+				assert.Equal(t, "parse_é😀été", jc.JobID)
 			},
 		},
 		{name: "invalid byte after the object", body: "{\"a\":1}\xff", want: http.StatusBadRequest},

@@ -1,12 +1,8 @@
 package tlwebhook
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -48,33 +44,11 @@ const (
 	EventTypeRequestFailed    EventType = "tensorlake.application.request.failed"
 )
 
-// Prefixes of the lifecycle event families. A type not listed above but
-// starting with one of these still decodes as its family's event.
-const (
-	sandboxPrefix     = "tensorlake.sandbox."
-	requestPrefix     = "tensorlake.application.request."
-	applicationPrefix = "tensorlake.application."
-)
-
-var knownEventTypes = []EventType{
-	EventTypeJobCreated, EventTypeJobFailed, EventTypeJobCompleted,
-	EventTypeWorkflowCompleted,
-	EventTypeSandboxCreated, EventTypeSandboxRunning, EventTypeSandboxSuspended,
-	EventTypeSandboxResumed, EventTypeSandboxTerminated, EventTypeSandboxFailed,
-	EventTypeApplicationCreated, EventTypeApplicationUpdated, EventTypeApplicationDeleted,
-	EventTypeRequestCreated, EventTypeRequestCompleted, EventTypeRequestFailed,
-}
-
-// EventTypes returns every event type this version of the library models,
-// in a fixed order.
-func EventTypes() []EventType { return slices.Clone(knownEventTypes) }
-
-// Known reports whether t is one of the types returned by [EventTypes].
-func (t EventType) Known() bool { return slices.Contains(knownEventTypes, t) }
-
 // An Event is a decoded payload: one of [*JobCreated], [*JobFailed],
 // [*JobCompleted], [*WorkflowCompleted], [*SandboxEvent],
-// [*ApplicationEvent], [*RequestEvent] or [*UnknownEvent]. Use a type switch.
+// [*ApplicationEvent], [*RequestEvent] or [*UnknownEvent] (the rows of
+// [EventKinds]). Use a type switch. The interface is sealed: only this
+// package's event structs implement it.
 type Event interface {
 	// Type returns the event's type. For an [*UnknownEvent] it is the
 	// envelope's event_type, or empty when the payload has none.
@@ -228,238 +202,11 @@ func (*JobCreated) isEvent()        {}
 func (*JobFailed) isEvent()         {}
 func (*JobCompleted) isEvent()      {}
 func (*WorkflowCompleted) isEvent() {}
-func (*SandboxEvent) isEvent()      {}
-func (*ApplicationEvent) isEvent()  {}
-func (*RequestEvent) isEvent()      {}
 func (*UnknownEvent) isEvent()      {}
 
-// probe holds the fields that decide what a payload is.
-type probe struct {
-	EventType    json.RawMessage `json:"event_type"`
-	Status       json.RawMessage `json:"status"`
-	WorkflowName json.RawMessage `json:"workflow_name"`
-	InvocationID json.RawMessage `json:"invocation_id"`
-	FnStatus     json.RawMessage `json:"fn_status"`
-}
-
-// ParseEvent decodes a payload that has already been verified, for example
-// one taken from a queue after [Verifier.Verify]. It does not check
-// signatures.
-//
-// A payload with an event_type field is a lifecycle envelope, decoded by its
-// family ([*SandboxEvent], [*ApplicationEvent], [*RequestEvent]); one with
-// workflow fields is a [*WorkflowCompleted]; one with a final job status is
-// a job event. Anything else that is a JSON object is an [*UnknownEvent].
-//
-// ParseEvent returns an error wrapping [ErrInvalidPayload] when the payload
-// is not a single JSON object, or is a known event whose fields have the
-// wrong JSON type (or a time that is not RFC 3339).
-func ParseEvent(payload []byte) (Event, error) {
-	if ev, ok := fastParse(payload); ok {
-		return ev, nil
-	}
-	return parseEventSlow(payload)
-}
-
-// parseEventSlow is ParseEvent's encoding/json path: the reference that
-// fastParse must agree with, and the decision for everything it declines.
-func parseEventSlow(payload []byte) (Event, error) {
-	trimmed := bytes.TrimLeft(payload, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidPayload)
-	}
-	var p probe
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
-	}
-	if t, ok := jsonString(p.EventType); ok {
-		return parseEnvelope(EventType(t), payload)
-	}
-	if present(p.WorkflowName) || present(p.InvocationID) || present(p.FnStatus) {
-		ev := new(WorkflowCompleted)
-		return decodeKnown(payload, ev, EventTypeWorkflowCompleted)
-	}
-	if s, ok := jsonString(p.Status); ok {
-		switch JobStatus(s) {
-		case JobStatusPending:
-			return decodeKnown(payload, new(JobCreated), EventTypeJobCreated)
-		case JobStatusFailure:
-			return decodeKnown(payload, new(JobFailed), EventTypeJobFailed)
-		case JobStatusSuccessful, JobStatusSuccess:
-			return decodeKnown(payload, new(JobCompleted), EventTypeJobCompleted)
-		}
-	}
-	u, _ := newUnknown(payload)
-	return u, nil
-}
-
-func decodeKnown[T any, P interface {
-	*T
-	Event
-}](payload []byte, ev P, t EventType) (Event, error) {
-	err := json.Unmarshal(payload, ev)
-	if err == nil {
-		err = checkTimes(ev)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, t, describeJSONError(err))
-	}
-	return ev, nil
-}
-
-// parseEnvelope decodes a lifecycle envelope of type t. A type outside the
-// known families, an event_version that does not decode, or a new type or
-// version whose data does not fit the family's structure gives an
-// [*UnknownEvent]: a validly signed envelope is never rejected for being new.
-func parseEnvelope(t EventType, payload []byte) (Event, error) {
-	var ev Event
-	switch s := string(t); {
-	case strings.HasPrefix(s, sandboxPrefix):
-		ev = new(SandboxEvent)
-	case strings.HasPrefix(s, requestPrefix):
-		ev = new(RequestEvent)
-	case strings.HasPrefix(s, applicationPrefix):
-		ev = new(ApplicationEvent)
-	default:
-		u, _ := newUnknown(payload)
-		return u, nil
-	}
-	err := json.Unmarshal(payload, ev)
-	if err == nil {
-		err = checkTimes(ev)
-	}
-	if err == nil {
-		return ev, nil
-	}
-	u, versionOK := newUnknown(payload)
-	if t.Known() && versionOK && u.EventVersion == 1 {
-		return nil, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, t, describeJSONError(err))
-	}
-	return u, nil
-}
-
-// lenientEnvelope holds envelope fields undecoded, so that each can be
-// decoded on its own and a bad one does not lose the others.
-type lenientEnvelope struct {
-	EventID        json.RawMessage `json:"event_id"`
-	EventType      json.RawMessage `json:"event_type"`
-	EventVersion   json.RawMessage `json:"event_version"`
-	OccurredAt     json.RawMessage `json:"occurred_at"`
-	ProjectID      json.RawMessage `json:"project_id"`
-	SourceID       json.RawMessage `json:"source_id"`
-	SourceRevision json.RawMessage `json:"source_revision"`
-	SourceOrdinal  json.RawMessage `json:"source_ordinal"`
-	Data           json.RawMessage `json:"data"`
-}
-
-// newUnknown builds an UnknownEvent from a payload that is known to be a
-// valid JSON object, decoding what it can of an envelope. It also reports
-// whether event_version was present and decoded.
-func newUnknown(payload []byte) (*UnknownEvent, bool) {
-	u := &UnknownEvent{Raw: bytes.Clone(payload)}
-	var le lenientEnvelope
-	_ = json.Unmarshal(payload, &le) // payload is valid JSON; fields are raw
-	decodeField(le.EventID, &u.EventID)
-	decodeField(le.EventType, &u.Envelope.EventType)
-	ok := decodeField(le.EventVersion, &u.EventVersion)
-	decodeField(le.OccurredAt, &u.OccurredAt)
-	decodeField(le.ProjectID, &u.ProjectID)
-	decodeField(le.SourceID, &u.SourceID)
-	decodeField(le.SourceRevision, &u.SourceRevision)
-	decodeField(le.SourceOrdinal, &u.SourceOrdinal)
-	if present(le.Data) {
-		u.Data = le.Data
-	}
-	return u, ok
-}
-
-func decodeField[T any](raw json.RawMessage, dst *T) bool {
-	if !present(raw) {
-		return false
-	}
-	var v T
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return false
-	}
-	*dst = v
-	return true
-}
-
-// present reports whether a raw field was given a non-null value.
-func present(raw json.RawMessage) bool {
-	return len(raw) > 0 && string(raw) != "null"
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
-
-// describeJSONError describes a decoding error without quoting payload
-// content: field paths and types only.
-func describeJSONError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			field = "(top level)"
-		}
-		kind, _, _ := strings.Cut(te.Value, " ") // "number 1.5": keep the kind only
-		return fmt.Sprintf("field %s: got JSON %s, want %s", field, kind, te.Type)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("malformed JSON at offset %d", se.Offset)
-	}
-	var pe *time.ParseError
-	if errors.As(err, &pe) || errors.Is(err, errTimeRange) {
-		return "a time is not RFC 3339"
-	}
-	return "does not decode"
-}
-
-// errTimeRange reports a time that time.Parse accepts but RFC 3339 does
-// not, such as an offset of +24:00, and that encoding/json cannot marshal.
-var errTimeRange = errors.New("time offset out of range")
-
-// checkTimes rejects decoded times that could not be marshalled back.
-func checkTimes(ev Event) error {
-	var buf [3]time.Time
-	ts := buf[:0]
-	switch e := ev.(type) {
-	case *JobCreated:
-		ts = append(ts, e.CreatedAt)
-	case *JobFailed:
-		ts = append(ts, e.CreatedAt, e.FinishedAt)
-	case *JobCompleted:
-		ts = append(ts, e.CreatedAt, e.FinishedAt)
-	case *SandboxEvent:
-		ts = append(ts, e.OccurredAt, e.Data.Sandbox.CreatedAt)
-	case *ApplicationEvent:
-		ts = append(ts, e.OccurredAt, e.Data.Application.CreatedAt)
-	case *RequestEvent:
-		ts = append(ts, e.OccurredAt, e.Data.Request.CreatedAt)
-		if e.Data.Request.FinishedAt != nil {
-			ts = append(ts, *e.Data.Request.FinishedAt)
-		}
-	}
-	for _, t := range ts {
-		if !timeInRange(t) {
-			return errTimeRange
-		}
-	}
-	return nil
-}
-
-// timeInRange reports whether t's zone offset is one RFC 3339 (and so
-// json.Marshal) allows: strictly within ±24 hours. time.Parse accepts more.
-func timeInRange(t time.Time) bool {
-	_, off := t.Zone()
-	return off > -24*3600 && off < 24*3600
+// familyMember is implemented by the lifecycle family structs and, through
+// embedding, by the typed events of a family: familyEvent returns the
+// family's view of the event, for the family's callback.
+type familyMember interface {
+	familyEvent() Event
 }

@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -61,7 +60,7 @@ func strRef(s string) *string { return &s }
 // fixtureCases covers every file in testdata/*.json; TestFixtureTableIsComplete
 // fails when a fixture is added without a row here.
 var fixtureCases = []fixtureCase{
-	{file: "job_created.json", want: (*tl.JobCreated)(nil), callback: "OnJobCreated", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.document_ingestion.job.created.json", want: (*tl.JobCreated)(nil), callback: "OnJobCreated", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.JobCreated](t, ev)
 		assert.Equal(t, "parse_XXX", e.JobID)
 		assert.Equal(t, tl.JobStatusPending, e.Status)
@@ -74,7 +73,7 @@ var fixtureCases = []fixtureCase{
 		_, off := e.CreatedAt.Zone()
 		assert.Equal(t, 2*3600, off, "the +02:00 offset is kept")
 	}, dropped: []string{"dataset"}},
-	{file: "job_failed.json", want: (*tl.JobFailed)(nil), callback: "OnJobFailed", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.document_ingestion.job.failed.json", want: (*tl.JobFailed)(nil), callback: "OnJobFailed", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.JobFailed](t, ev)
 		assert.Equal(t, "parse_XXX", e.JobID)
 		assert.Equal(t, tl.JobStatusFailure, e.Status)
@@ -87,7 +86,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, "Échec de l'analyse: \"页面 3\" illisible — emoji 📄 and escaped 😀", e.Error)
 		assert.True(t, utcAt(2023, 10, 1, 12, 5, 0, 500_000_000).Equal(e.FinishedAt), e.FinishedAt)
 	}},
-	{file: "job_completed.json", want: (*tl.JobCompleted)(nil), callback: "OnJobCompleted", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.document_ingestion.job.completed.json", want: (*tl.JobCompleted)(nil), callback: "OnJobCompleted", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.JobCompleted](t, ev)
 		assert.Equal(t, "parse_XXX", e.JobID)
 		assert.Equal(t, tl.JobStatusSuccessful, e.Status)
@@ -131,7 +130,7 @@ var fixtureCases = []fixtureCase{
 		assert.Empty(t, e.EventID)
 		assert.Nil(t, e.Data)
 	}},
-	{file: "workflow_completed.json", want: (*tl.WorkflowCompleted)(nil), callback: "OnWorkflowCompleted", check: func(t *testing.T, ev tl.Event) {
+	{file: "tlwebhook.workflow.completed.json", want: (*tl.WorkflowCompleted)(nil), callback: "OnWorkflowCompleted", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.WorkflowCompleted](t, ev)
 		assert.Equal(t, tl.EventTypeWorkflowCompleted, e.Type())
 		assert.Equal(t, "workflow_XXXX", e.WorkflowName)
@@ -144,7 +143,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, "invocation_01HZX3", e.InvocationID)
 		assert.Len(t, e.FnStatus, 4)
 	}},
-	{file: "sandbox_created.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.created.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxCreated, e.Type())
 		assert.Equal(t, "evt_019f95fb-7f33-7000-8000-000000000001", e.EventID)
@@ -160,7 +159,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, int64(1), s.GenerationID)
 		assert.Equal(t, tl.Resources{CPUs: 2, MemoryMB: 4096, DiskMB: 20480}, s.Resources)
 	}},
-	{file: "sandbox_running.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.running.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxRunning, e.Type())
 		require.NotNil(t, e.Data.PreviousStatus)
@@ -169,7 +168,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.Resources{CPUs: 0.5, MemoryMB: 1024, DiskMB: 10240, GPUCount: 1, GPUModel: strRef("nvidia-a10g")}, e.Data.Sandbox.Resources)
 		assert.True(t, utcAt(2026, 7, 24, 20, 10, 3, 250_000_000).Equal(e.OccurredAt), e.OccurredAt)
 	}},
-	{file: "sandbox_suspended.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.suspended.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxSuspended, e.Type())
 		assert.Equal(t, int64(1), e.SourceOrdinal)
@@ -177,14 +176,14 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, strRef("snap_01k0suspend"), e.Data.Sandbox.SnapshotID)
 		assert.Equal(t, 1000, e.OccurredAt.Nanosecond())
 	}},
-	{file: "sandbox_resumed.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.resumed.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxResumed, e.Type())
 		assert.Equal(t, int64(2), e.Data.Sandbox.GenerationID)
 		require.NotNil(t, e.Data.PreviousStatus)
 		assert.Equal(t, tl.SandboxStatusSuspended, *e.Data.PreviousStatus)
 	}},
-	{file: "sandbox_terminated.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.terminated.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxTerminated, e.Type())
 		assert.Equal(t, int64(2), e.SourceOrdinal)
@@ -194,7 +193,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.OutcomeReasonUserTerminated, *e.Data.Sandbox.OutcomeReason)
 		assert.Equal(t, 123456789, e.OccurredAt.Nanosecond())
 	}},
-	{file: "sandbox_failed.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.sandbox.failed.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxFailed, e.Type())
 		assert.Equal(t, tl.Revision("81247"), e.SourceRevision)
@@ -213,10 +212,10 @@ var fixtureCases = []fixtureCase{
 	{file: "sandbox_new_type.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventType("tensorlake.sandbox.snapshotted"), e.Type())
-		assert.False(t, e.Type().Known())
+		assert.False(t, slices.Contains(tl.EventTypes(), e.Type()))
 		assert.Equal(t, strRef("snap_new"), e.Data.Sandbox.SnapshotID)
 	}},
-	{file: "application_created.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.created.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.ApplicationEvent](t, ev)
 		assert.Equal(t, tl.EventTypeApplicationCreated, e.Type())
 		assert.Equal(t, "invoice-extractor", e.Data.Application.Name)
@@ -224,7 +223,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.ApplicationStateActive, e.Data.Application.State)
 		assert.Equal(t, 42_000_000, e.OccurredAt.Nanosecond())
 	}},
-	{file: "application_updated.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.updated.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.ApplicationEvent](t, ev)
 		assert.Equal(t, tl.EventTypeApplicationUpdated, e.Type())
 		assert.Equal(t, strRef("v1"), e.Data.PreviousVersion)
@@ -233,13 +232,13 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.ApplicationStateDisabled, e.Data.Application.State)
 		assert.Equal(t, strRef("quota exceeded"), e.Data.Application.DisabledReason)
 	}},
-	{file: "application_deleted.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.deleted.json", want: (*tl.ApplicationEvent)(nil), callback: "OnApplicationEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.ApplicationEvent](t, ev)
 		assert.Equal(t, tl.EventTypeApplicationDeleted, e.Type())
 		assert.Equal(t, tl.Revision("3"), e.SourceRevision)
 		assert.Equal(t, strRef("deleted by user"), e.Data.Application.DisabledReason)
 	}},
-	{file: "request_created.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.request.created.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.RequestEvent](t, ev)
 		assert.Equal(t, tl.EventTypeRequestCreated, e.Type())
 		assert.Equal(t, tl.Revision("340282366920938463463374607431768211457"), e.SourceRevision)
@@ -249,7 +248,7 @@ var fixtureCases = []fixtureCase{
 		assert.Nil(t, e.Data.Request.FailureReason)
 		assert.Nil(t, e.Data.Request.FinishedAt)
 	}},
-	{file: "request_completed.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.request.completed.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.RequestEvent](t, ev)
 		assert.Equal(t, tl.EventTypeRequestCompleted, e.Type())
 		assert.Equal(t, int64(1), e.SourceOrdinal)
@@ -257,7 +256,7 @@ var fixtureCases = []fixtureCase{
 		require.NotNil(t, e.Data.Request.FinishedAt)
 		assert.True(t, utcAt(2026, 7, 24, 21, 15, 42, 317_000_000).Equal(*e.Data.Request.FinishedAt))
 	}},
-	{file: "request_failed.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
+	{file: "tensorlake.application.request.failed.json", want: (*tl.RequestEvent)(nil), callback: "OnRequestEvent", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.RequestEvent](t, ev)
 		assert.Equal(t, tl.EventTypeRequestFailed, e.Type())
 		assert.Equal(t, tl.Revision("18446744073709551617"), e.SourceRevision)
@@ -281,18 +280,14 @@ var fixtureCases = []fixtureCase{
 
 func fixtureBytes(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(fixtureFile(name))
 	require.NoError(t, err)
 	return b
 }
 
 func TestFixtureTableIsComplete(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	require.NoError(t, err)
-	var onDisk, inTable []string
-	for _, f := range files {
-		onDisk = append(onDisk, filepath.Base(f))
-	}
+	onDisk := fixtureFiles(t)
+	var inTable []string
 	for _, c := range fixtureCases {
 		inTable = append(inTable, c.file)
 	}
@@ -798,12 +793,8 @@ func TestParseEventTimesRemarshal(t *testing.T) {
 // UnknownEvent keeps the payload, and that a typed event's marshalled form
 // parses back to the same type and marshals identically.
 func FuzzParseEvent(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, file := range files {
-		b, err := os.ReadFile(file)
+	for _, file := range fixtureFiles(f) {
+		b, err := os.ReadFile(fixtureFile(file))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -838,8 +829,8 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
-// TestEventTypes checks the listed types are distinct and Known, and that
-// Known rejects others.
+// TestEventTypes checks the listed types are distinct, and that new or
+// foreign types are not listed.
 func TestEventTypes(t *testing.T) {
 	types := tl.EventTypes()
 	require.Len(t, types, 16)
@@ -847,12 +838,11 @@ func TestEventTypes(t *testing.T) {
 	for _, et := range types {
 		assert.False(t, seen[et], "duplicate %s", et)
 		seen[et] = true
-		assert.True(t, et.Known(), et)
 	}
 	assert.True(t, slices.Contains(types, tl.EventTypeWorkflowCompleted))
 	types[0] = "mutated"
 	assert.NotEqual(t, tl.EventType("mutated"), tl.EventTypes()[0], "EventTypes returns a copy")
 	for _, et := range []tl.EventType{"", "tensorlake.sandbox.snapshotted", "tensorlake.project.renamed"} {
-		assert.False(t, et.Known(), et)
+		assert.False(t, slices.Contains(tl.EventTypes(), et), et)
 	}
 }

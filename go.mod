@@ -1,8 +1,9 @@
 module github.com/tlwebhook/tlwebhook
 
-go 1.25.0
+go 1.26
 
 require (
+	github.com/go-json-experiment/json v1.27.2
 	github.com/stretchr/testify v1.12.1
 	github.com/svix/svix-webhooks v1.99.1
 )

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -16,124 +16,156 @@ import (
 // A Handler is an [http.Handler] that receives Tensorlake webhooks: it
 // verifies each delivery, decodes it into a typed [Event] and calls the
 // callback registered for the event's type. Create one with [NewHandler] and
-// register callbacks with its On methods, before or while it serves.
+// register callbacks with its On methods, [On] or [Handler.OnAny], before or
+// while it serves.
 //
 // The Handler answers:
 //
 //   - 204 when the delivery verified and its callback returned nil, or no
-//     callback is registered for its type;
+//     callback is registered for its type, or it was recorded in the inbox
+//     ([WithInbox]);
 //   - 500 when the callback returned an error or panicked (Svix retries);
 //     with the header webhook-delivery: abort-message when the error is
 //     [Permanent] (Svix stops retrying);
-//   - 503 when the callback returned after its deadline ([WithCallbackTimeout]) or
-//     the deduplicator failed ([WithDeduplicator]);
+//   - 503 when the callback returned after its deadline ([WithCallbackTimeout]),
+//     or the deduplicator ([WithDeduplicator]) or inbox failed;
 //   - 409 when a deduplicator reports the same message in progress;
+//   - 403 when the source address is not allowed ([WithAllowedSources]);
 //   - 405 with Allow: POST for other methods;
 //   - 413 when the body is over the limit ([WithMaxBodyBytes]);
 //   - 401 when signature headers are missing or malformed, no signature
-//     matches, or the timestamp is outside the tolerance;
+//     matches, the timestamp is outside the tolerance, or additional
+//     authentication ([WithBasicAuth], [WithHeaderAuth]) failed;
 //   - 400 when the verified body is not a single JSON object, or is a known
 //     event whose fields have the wrong JSON type.
 //
-// Checks that need no body (method, declared length, headers, timestamp) come
-// before the body is read. Response bodies are short and fixed; details go to
-// the logger ([WithLogger]).
+// Checks that need no body (source, method, declared length, authentication,
+// headers, timestamp) come before the body is read. Response bodies are
+// short and fixed; details go to the logger ([WithLogger]).
+//
+// Exactly one callback runs per delivery: the one registered for the
+// event's struct; else, for a typed event of a lifecycle family, the
+// family's (for example [Handler.OnSandboxEvent]); else the catch-all
+// ([Handler.OnAny]); else none.
 //
 // Callbacks receive the request's context, which carries the [Delivery]
 // ([DeliveryFromContext]). Svix delivers at least once and in any order: a
 // callback may see the same event more than once (use
 // [Delivery.IdempotencyKey]) and events out of order (see [Envelope.Compare]).
 type Handler struct {
-	v *Verifier
+	v        *Verifier
+	logger   *slog.Logger
+	dedup    Deduplicator
+	renewer  LeaseRenewer // dedup, when it renews claims
+	timeout  time.Duration
+	inbox    Inbox
+	observer Observer
 
-	onJobCreated        callback[JobCreated]
-	onJobFailed         callback[JobFailed]
-	onJobCompleted      callback[JobCompleted]
-	onWorkflowCompleted callback[WorkflowCompleted]
-	onSandboxEvent      callback[SandboxEvent]
-	onApplicationEvent  callback[ApplicationEvent]
-	onRequestEvent      callback[RequestEvent]
-	onUnknown           callback[UnknownEvent]
+	callbacks []atomic.Pointer[callbackFunc] // one slot per row of the event table
+	any       atomic.Pointer[callbackFunc]
 }
 
-// callback holds one registered function; it can be replaced while the
-// handler serves.
-type callback[T any] struct {
-	fn atomic.Pointer[func(context.Context, *T) error]
+// callbackFunc is a registered callback, typed away.
+type callbackFunc func(context.Context, Event) error
+
+// NewHandler returns a [Handler] for the given endpoint key (see
+// [NewVerifier]), with no callbacks registered. It returns an error wrapping
+// [ErrInvalidSecret] if a key is not valid, and one wrapping
+// [ErrInvalidOption] for an unusable option or combination of options.
+func NewHandler(secret string, opts ...HandlerOption) (*Handler, error) {
+	cfg, err := newHandlerConfig(secret, opts)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(&cfg.verifierConfig)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		v:         v,
+		logger:    cfg.logger,
+		dedup:     cfg.dedup,
+		timeout:   cfg.callbackTimeout,
+		inbox:     cfg.inbox,
+		observer:  cfg.observer,
+		callbacks: make([]atomic.Pointer[callbackFunc], len(kinds)),
+	}
+	h.renewer, _ = cfg.dedup.(LeaseRenewer)
+	return h, nil
 }
 
-func (c *callback[T]) set(fn func(context.Context, *T) error) {
+// On registers fn for the events of struct type E, replacing any earlier
+// callback; nil removes it. It is the generic form of the On methods, for
+// any event struct of [EventKinds]:
+//
+//	tlwebhook.On(h, func(ctx context.Context, ev *tlwebhook.JobCompleted) error { ... })
+//
+// On panics if *E is not one of the package's event structs.
+func On[E any, P event[E]](h *Handler, fn func(context.Context, P) error) {
+	i, ok := byRType[reflect.TypeFor[P]()]
+	if !ok {
+		panic(fmt.Sprintf("tlwebhook.On: %v is not an event struct of this package", reflect.TypeFor[P]()))
+	}
 	if fn == nil {
-		c.fn.Store(nil)
+		h.callbacks[i].Store(nil)
 		return
 	}
-	c.fn.Store(&fn)
+	cb := callbackFunc(func(ctx context.Context, ev Event) error { return fn(ctx, ev.(P)) })
+	h.callbacks[i].Store(&cb)
 }
 
-// NewHandler returns a [Handler] for the given endpoint secret, with no
-// callbacks registered. It returns an error wrapping [ErrInvalidSecret] if a
-// secret is not valid; see [NewVerifier].
-func NewHandler(secret string, opts ...Option) (*Handler, error) {
-	cfg, err := newConfig(secret, opts)
-	if err != nil {
-		return nil, err
+// OnAny registers fn for every event that has no callback of its own, for
+// programs that forward every event (to a queue, say). A callback
+// registered for an event's struct (or its family) takes precedence: for one
+// delivery exactly one callback runs. Replaces any earlier catch-all; nil
+// removes it.
+func (h *Handler) OnAny(fn func(context.Context, Event) error) {
+	if fn == nil {
+		h.any.Store(nil)
+		return
 	}
-	v, err := newVerifier(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Handler{v: v}, nil
+	cb := callbackFunc(fn)
+	h.any.Store(&cb)
 }
 
 // OnJobCreated registers fn for [JobCreated] events, replacing any earlier
 // callback; nil removes it.
-func (h *Handler) OnJobCreated(fn func(context.Context, *JobCreated) error) {
-	h.onJobCreated.set(fn)
-}
+func (h *Handler) OnJobCreated(fn func(context.Context, *JobCreated) error) { On(h, fn) }
 
 // OnJobFailed registers fn for [JobFailed] events, replacing any earlier
 // callback; nil removes it.
-func (h *Handler) OnJobFailed(fn func(context.Context, *JobFailed) error) {
-	h.onJobFailed.set(fn)
-}
+func (h *Handler) OnJobFailed(fn func(context.Context, *JobFailed) error) { On(h, fn) }
 
 // OnJobCompleted registers fn for [JobCompleted] events, replacing any
 // earlier callback; nil removes it.
-func (h *Handler) OnJobCompleted(fn func(context.Context, *JobCompleted) error) {
-	h.onJobCompleted.set(fn)
-}
+func (h *Handler) OnJobCompleted(fn func(context.Context, *JobCompleted) error) { On(h, fn) }
 
 // OnWorkflowCompleted registers fn for [WorkflowCompleted] events, replacing
 // any earlier callback; nil removes it.
 func (h *Handler) OnWorkflowCompleted(fn func(context.Context, *WorkflowCompleted) error) {
-	h.onWorkflowCompleted.set(fn)
+	On(h, fn)
 }
 
 // OnSandboxEvent registers fn for every [SandboxEvent] (all
-// tensorlake.sandbox.* types, including ones added later), replacing any
-// earlier callback; nil removes it.
-func (h *Handler) OnSandboxEvent(fn func(context.Context, *SandboxEvent) error) {
-	h.onSandboxEvent.set(fn)
-}
+// tensorlake.sandbox.* types, including ones added later and typed events
+// of the family that have no callback of their own), replacing any earlier
+// callback; nil removes it.
+func (h *Handler) OnSandboxEvent(fn func(context.Context, *SandboxEvent) error) { On(h, fn) }
 
 // OnApplicationEvent registers fn for every [ApplicationEvent], replacing any
 // earlier callback; nil removes it.
 func (h *Handler) OnApplicationEvent(fn func(context.Context, *ApplicationEvent) error) {
-	h.onApplicationEvent.set(fn)
+	On(h, fn)
 }
 
 // OnRequestEvent registers fn for every [RequestEvent] (all
 // tensorlake.application.request.* types), replacing any earlier callback;
 // nil removes it.
-func (h *Handler) OnRequestEvent(fn func(context.Context, *RequestEvent) error) {
-	h.onRequestEvent.set(fn)
-}
+func (h *Handler) OnRequestEvent(fn func(context.Context, *RequestEvent) error) { On(h, fn) }
 
 // OnUnknown registers fn for [UnknownEvent]s: verified payloads that are none
 // of the modelled events. Replaces any earlier callback; nil removes it.
-func (h *Handler) OnUnknown(fn func(context.Context, *UnknownEvent) error) {
-	h.onUnknown.set(fn)
-}
+func (h *Handler) OnUnknown(fn func(context.Context, *UnknownEvent) error) { On(h, fn) }
 
 // Verifier returns the [Verifier] the handler uses.
 func (h *Handler) Verifier() *Verifier { return h.v }
@@ -147,102 +179,152 @@ func (h *Handler) GoString() string { return h.String() }
 // LogValue is like String, for [log/slog].
 func (h *Handler) LogValue() slog.Value { return slog.StringValue(h.String()) }
 
+// resolve returns the callback that handles ev (of table row k) and the
+// event it receives, or nil.
+func (h *Handler) resolve(k int, ev Event) (*callbackFunc, Event) {
+	if fn := h.callbacks[k].Load(); fn != nil {
+		return fn, ev
+	}
+	if p := kinds[k].parent; p >= 0 {
+		if fn := h.callbacks[p].Load(); fn != nil {
+			if m, ok := ev.(familyMember); ok {
+				return fn, m.familyEvent()
+			}
+		}
+	}
+	return h.any.Load(), ev
+}
+
+// result is what happened to one delivery after it was decoded.
+type result struct {
+	status  int
+	outcome DeliveryOutcome
+	err     error
+	dur     time.Duration
+	msg     string
+	level   slog.Level
+}
+
 // ServeHTTP receives one delivery; see [Handler] for the answers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bp := bodyPool.Get().(*[]byte)
-	body, d, ok := h.v.receive(w, r, (*bp)[:0])
-	if !ok {
+	body, d, status, err := h.v.receive(r, (*bp)[:0])
+	if err != nil {
 		bodyPool.Put(bp)
+		h.v.reject(w, r, status, d.ID, err)
+		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: status, Err: err})
 		return
 	}
-	ev, err := ParseEvent(body)
-	if cap(body) <= maxPooledBody {
-		*bp = body[:0] // no event refers to the body once decoded
-		bodyPool.Put(bp)
-	}
+	ev, k, err := parse(body)
 	if err != nil {
+		h.putBody(bp, body)
 		h.v.reject(w, r, http.StatusBadRequest, d.ID, err)
+		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: http.StatusBadRequest, Err: err})
 		return
 	}
 	if env := envelopeOf(ev); env != nil {
 		d.EventID = env.EventID
 	}
 	ctx := contextWithDelivery(r.Context(), d)
-	log := deliveryLog{logger: h.v.cfg.logger, d: d, ev: ev}
-
-	if !h.registered(ev) {
-		w.WriteHeader(http.StatusNoContent)
-		log.log(ctx, slog.LevelDebug, "tlwebhook: delivery accepted, no callback registered")
-		return
+	var res result
+	if h.inbox != nil {
+		res = h.enqueue(ctx, d, body)
+		h.putBody(bp, body)
+	} else {
+		h.putBody(bp, body) // no event refers to the body once decoded
+		res = h.handle(ctx, d, ev, k)
 	}
-
-	dedup := h.v.cfg.dedup
-	var token string
-	if dedup != nil {
-		var res ClaimResult
-		token, res, err = dedup.Claim(ctx, d.IdempotencyKey())
-		switch {
-		case err != nil:
-			writeStatus(w, http.StatusServiceUnavailable)
-			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator unavailable, delivery not processed", slog.String("error", err.Error()))
-			return
-		case res == ClaimInProgress:
-			writeStatus(w, http.StatusConflict)
-			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate delivery while the first is in progress")
-			return
-		case res == ClaimDone:
-			w.WriteHeader(http.StatusNoContent)
-			log.log(ctx, slog.LevelInfo, "tlwebhook: duplicate of a completed delivery, callback skipped")
-			return
-		case res != ClaimAcquired:
-			writeStatus(w, http.StatusServiceUnavailable)
-			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator returned an invalid result", slog.Int("result", int(res)))
-			return
-		}
-	}
-	finish := func(ctx context.Context, err error) {
-		if dedup == nil {
-			return
-		}
-		// Settle the claim even if the sender has hung up meanwhile: a
-		// canceled context here would leave the claim to expire and let a
-		// retry run the callback again.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-		defer cancel()
-		key := d.IdempotencyKey()
-		var derr error
-		if err == nil {
-			derr = dedup.Complete(ctx, key, token)
-		} else {
-			derr = dedup.Release(ctx, key, token)
-		}
-		if derr != nil {
-			log.log(ctx, slog.LevelError, "tlwebhook: deduplicator update failed", slog.String("error", derr.Error()))
-		}
-	}
-
-	timedOut, err := h.run(ctx, ev, finish)
-	switch {
-	case timedOut:
-		writeStatus(w, http.StatusServiceUnavailable)
-		log.log(ctx, slog.LevelError, "tlwebhook: callback timed out", slog.Duration("timeout", h.v.cfg.callbackTimeout))
-	case err != nil:
-		attrs := []slog.Attr{slog.String("error", err.Error())}
-		if errors.Is(err, ErrPermanent) {
+	if res.status != http.StatusNoContent {
+		if res.outcome == DeliveryFailed && errors.Is(res.err, ErrPermanent) {
 			w.Header().Set(HeaderWebhookDelivery, "abort-message")
-			attrs = append(attrs, slog.Bool("permanent", true))
 		}
-		var pe *panicError
-		if errors.As(err, &pe) {
-			attrs = append(attrs, slog.String("stack", string(pe.stack)))
-		}
-		writeStatus(w, http.StatusInternalServerError)
-		log.log(ctx, slog.LevelError, "tlwebhook: callback failed", attrs...)
-	default:
+		writeStatus(w, res.status)
+	} else {
 		w.WriteHeader(http.StatusNoContent)
-		log.log(ctx, slog.LevelDebug, "tlwebhook: delivery processed")
+	}
+	h.log(ctx, d, ev, res)
+	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Status: res.status, Err: res.err, Duration: res.dur})
+}
+
+// Process decodes payload, a delivery verified earlier (by an inbox's
+// worker, or taken from any queue), and runs its callback as ServeHTTP
+// would: under the callback timeout, with the deduplicator if one is
+// configured, with d in the context ([DeliveryFromContext]). It returns nil
+// when the callback returned nil, when no callback is registered for the
+// event, and for a copy of a message the deduplicator has completed; else
+// the callback's error (a panic recovered into one, an overrun wrapping
+// [context.DeadlineExceeded]), or an error for a copy in progress elsewhere
+// (wrapping [ErrInProgress]) or an unavailable deduplicator. A payload that
+// does not decode returns an error wrapping both [ErrInvalidPayload] and
+// [ErrPermanent]: retrying cannot fix it.
+func (h *Handler) Process(ctx context.Context, d Delivery, payload []byte) error {
+	ev, k, err := parse(payload)
+	if err != nil {
+		err = Permanent(err)
+		h.observe(ctx, Observation{Delivery: d, Outcome: DeliveryRejected, Err: err})
+		return err
+	}
+	if env := envelopeOf(ev); env != nil {
+		d.EventID = env.EventID
+	}
+	ctx = contextWithDelivery(ctx, d)
+	res := h.handle(ctx, d, ev, k)
+	h.log(ctx, d, ev, res)
+	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Err: res.err, Duration: res.dur})
+	if res.outcome == DeliveryDuplicate && res.status == http.StatusConflict {
+		return res.err
+	}
+	if res.outcome == DeliveryFailed {
+		return res.err
+	}
+	return nil
+}
+
+func (h *Handler) observe(ctx context.Context, o Observation) {
+	if h.observer != nil {
+		h.observer.Observe(ctx, o)
 	}
 }
+
+// enqueue records a delivery in the inbox.
+func (h *Handler) enqueue(ctx context.Context, d Delivery, body []byte) result {
+	if err := h.inbox.Enqueue(ctx, d, body); err != nil {
+		return result{status: http.StatusServiceUnavailable, outcome: DeliveryFailed, err: fmt.Errorf("inbox: %w", err),
+			level: slog.LevelError, msg: "tlwebhook: inbox unavailable, delivery not recorded"}
+	}
+	return result{status: http.StatusNoContent, outcome: DeliveryEnqueued, level: slog.LevelDebug, msg: "tlwebhook: delivery recorded in the inbox"}
+}
+
+// handle runs the callback of a decoded delivery with the deduplicator.
+func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int) result {
+	fn, arg := h.resolve(k, ev)
+	if fn == nil {
+		return result{status: http.StatusNoContent, outcome: DeliveryProcessed, level: slog.LevelDebug, msg: "tlwebhook: delivery accepted, no callback registered"}
+	}
+	if h.dedup == nil {
+		return h.run(ctx, fn, arg, nil)
+	}
+	key := d.IdempotencyKey()
+	token, res, err := h.dedup.Claim(ctx, key)
+	switch {
+	case err != nil:
+		return result{status: http.StatusServiceUnavailable, outcome: DeliveryFailed, err: fmt.Errorf("deduplicator: %w", err),
+			level: slog.LevelError, msg: "tlwebhook: deduplicator unavailable, delivery not processed"}
+	case res == ClaimInProgress:
+		return result{status: http.StatusConflict, outcome: DeliveryDuplicate, err: ErrInProgress,
+			level: slog.LevelInfo, msg: "tlwebhook: duplicate delivery while the first is in progress"}
+	case res == ClaimDone:
+		return result{status: http.StatusNoContent, outcome: DeliveryDuplicate,
+			level: slog.LevelInfo, msg: "tlwebhook: duplicate of a completed delivery, callback skipped"}
+	case res != ClaimAcquired:
+		return result{status: http.StatusServiceUnavailable, outcome: DeliveryFailed, err: fmt.Errorf("deduplicator returned an invalid result %d", int(res)),
+			level: slog.LevelError, msg: "tlwebhook: deduplicator returned an invalid result"}
+	}
+	return h.run(ctx, fn, arg, &claim{key: key, token: token})
+}
+
+// claim is a deduplicator claim held while a callback runs.
+type claim struct{ key, token string }
 
 // settleTimeout bounds the deduplicator update after a callback.
 const settleTimeout = 5 * time.Second
@@ -252,120 +334,107 @@ const settleTimeout = 5 * time.Second
 // [Permanent] error, so that Svix stops retrying that message.
 const HeaderWebhookDelivery = "webhook-delivery"
 
-// run calls ev's callback under the callback timeout, then finish with
-// its error. The callback runs on the request's goroutine: its context
-// carries the deadline, and a callback that returns after the deadline has
-// overrun (timedOut), whatever it returned. Running it inline costs no
-// goroutine per delivery; a callback that ignores its context delays the
-// answer, which Svix treats like a 5xx (it retries, and a deduplicator
-// answers 409 to copies until the callback finishes).
-func (h *Handler) run(ctx context.Context, ev Event, finish func(context.Context, error)) (timedOut bool, err error) {
-	timeout := h.v.cfg.callbackTimeout
-	if timeout <= 0 {
-		err = h.dispatch(ctx, ev)
-		finish(ctx, err)
-		return false, err
+// run calls the callback under the callback timeout, renewing the claim
+// while it runs, then settles the claim. The callback runs on the request's
+// goroutine: its context carries the deadline, and a callback that returns
+// after the deadline has overrun, whatever it returned. A callback that
+// ignores its context delays the answer, which Svix treats like a 5xx (it
+// retries, and a deduplicator answers 409 to copies until it finishes).
+func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim) result {
+	if c != nil && h.renewer != nil {
+		stop := h.keepClaim(ctx, c)
+		defer stop()
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	err = h.dispatch(cctx, ev)
-	timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
-	cancel()
-	finish(ctx, err)
-	if timedOut && err == nil {
-		err = context.DeadlineExceeded
+	start := time.Now()
+	var err error
+	timedOut := false
+	if h.timeout <= 0 {
+		err = call(ctx, fn, ev)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, h.timeout)
+		err = call(cctx, fn, ev)
+		timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
+		cancel()
 	}
-	return timedOut, err
+	dur := time.Since(start)
+	if c != nil {
+		h.settle(ctx, c, err)
+	}
+	switch {
+	case timedOut:
+		if err == nil {
+			err = fmt.Errorf("callback overran its deadline of %v: %w", h.timeout, context.DeadlineExceeded)
+		}
+		return result{status: http.StatusServiceUnavailable, outcome: DeliveryFailed, err: err, dur: dur,
+			level: slog.LevelError, msg: "tlwebhook: callback timed out"}
+	case err != nil:
+		return result{status: http.StatusInternalServerError, outcome: DeliveryFailed, err: err, dur: dur,
+			level: slog.LevelError, msg: "tlwebhook: callback failed"}
+	}
+	return result{status: http.StatusNoContent, outcome: DeliveryProcessed, dur: dur, level: slog.LevelDebug, msg: "tlwebhook: delivery processed"}
 }
 
-// registered reports whether a callback is registered for ev's type.
-func (h *Handler) registered(ev Event) bool {
-	switch ev.(type) {
-	case *JobCreated:
-		return h.onJobCreated.fn.Load() != nil
-	case *JobFailed:
-		return h.onJobFailed.fn.Load() != nil
-	case *JobCompleted:
-		return h.onJobCompleted.fn.Load() != nil
-	case *WorkflowCompleted:
-		return h.onWorkflowCompleted.fn.Load() != nil
-	case *SandboxEvent:
-		return h.onSandboxEvent.fn.Load() != nil
-	case *ApplicationEvent:
-		return h.onApplicationEvent.fn.Load() != nil
-	case *RequestEvent:
-		return h.onRequestEvent.fn.Load() != nil
-	case *UnknownEvent:
-		return h.onUnknown.fn.Load() != nil
+// keepClaim renews the claim every third of the lease until stop is called.
+// A claim found lost is logged at error level: a copy may run beside this
+// callback.
+func (h *Handler) keepClaim(ctx context.Context, c *claim) (stop func()) {
+	every := h.renewer.Lease() / 3
+	if every <= 0 {
+		return func() {}
 	}
-	return false
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+				err := h.renewer.Renew(rctx, c.key, c.token)
+				cancel()
+				if err != nil {
+					h.logClaim(ctx, "tlwebhook: deduplicator claim renewal failed", err)
+					if errors.Is(err, ErrClaimLost) {
+						return
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
-// deliveryLog logs about one delivery with its ids, never its body.
-type deliveryLog struct {
-	logger *slog.Logger
-	d      Delivery
-	ev     Event
+// settle completes or releases the claim even if the sender has hung up
+// meanwhile: a canceled context here would leave the claim to expire and
+// let a retry run the callback again.
+func (h *Handler) settle(ctx context.Context, c *claim, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	var derr error
+	if err == nil {
+		derr = h.dedup.Complete(ctx, c.key, c.token)
+	} else {
+		derr = h.dedup.Release(ctx, c.key, c.token)
+	}
+	if derr != nil {
+		h.logClaim(ctx, "tlwebhook: deduplicator update failed", derr)
+	}
 }
 
-func (l deliveryLog) log(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
-	if !l.logger.Enabled(ctx, level) {
-		return
+func (h *Handler) logClaim(ctx context.Context, msg string, err error) {
+	d, _ := DeliveryFromContext(ctx)
+	if errors.Is(err, ErrClaimLost) {
+		msg = "tlwebhook: deduplicator claim lost while the callback ran: a copy may have run beside it"
 	}
-	attrs := make([]slog.Attr, 0, 4+len(extra))
-	attrs = append(attrs, slog.String("delivery_id", truncate(l.d.ID, 128)))
-	if t := l.ev.Type(); t != "" {
-		attrs = append(attrs, slog.String("event_type", truncate(string(t), 128)))
-	}
-	if l.d.EventID != "" {
-		attrs = append(attrs, slog.String("event_id", truncate(l.d.EventID, 128)))
-	}
-	attrs = append(attrs, extra...)
-	l.logger.LogAttrs(ctx, level, msg, attrs...)
+	h.logger.LogAttrs(ctx, slog.LevelError, msg, slog.String("delivery_id", truncate(d.ID, 128)), slog.String("error", err.Error()))
 }
 
-func envelopeOf(ev Event) *Envelope {
-	switch e := ev.(type) {
-	case *SandboxEvent:
-		return &e.Envelope
-	case *ApplicationEvent:
-		return &e.Envelope
-	case *RequestEvent:
-		return &e.Envelope
-	case *UnknownEvent:
-		return &e.Envelope
-	}
-	return nil
-}
-
-// dispatch calls the callback registered for ev's type, if any, and returns
-// its error; a panic is recovered into a *panicError.
-func (h *Handler) dispatch(ctx context.Context, ev Event) error {
-	switch e := ev.(type) {
-	case *JobCreated:
-		return call(ctx, &h.onJobCreated, e)
-	case *JobFailed:
-		return call(ctx, &h.onJobFailed, e)
-	case *JobCompleted:
-		return call(ctx, &h.onJobCompleted, e)
-	case *WorkflowCompleted:
-		return call(ctx, &h.onWorkflowCompleted, e)
-	case *SandboxEvent:
-		return call(ctx, &h.onSandboxEvent, e)
-	case *ApplicationEvent:
-		return call(ctx, &h.onApplicationEvent, e)
-	case *RequestEvent:
-		return call(ctx, &h.onRequestEvent, e)
-	case *UnknownEvent:
-		return call(ctx, &h.onUnknown, e)
-	}
-	return fmt.Errorf("tlwebhook: unhandled event type %T", ev)
-}
-
-func call[T any](ctx context.Context, cb *callback[T], ev *T) (err error) {
-	fn := cb.fn.Load()
-	if fn == nil {
-		return nil
-	}
+func call(ctx context.Context, fn *callbackFunc, ev Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{value: p, stack: debug.Stack()}
@@ -382,52 +451,41 @@ type panicError struct {
 
 func (e *panicError) Error() string { return fmt.Sprintf("callback panicked: %v", e.value) }
 
+// log logs the result of one delivery with its ids, never its body.
+func (h *Handler) log(ctx context.Context, d Delivery, ev Event, res result) {
+	if !h.logger.Enabled(ctx, res.level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("delivery_id", truncate(d.ID, 128)))
+	if t := ev.Type(); t != "" {
+		attrs = append(attrs, slog.String("event_type", truncate(string(t), 128)))
+	}
+	if d.EventID != "" {
+		attrs = append(attrs, slog.String("event_id", truncate(d.EventID, 128)))
+	}
+	if res.err != nil && res.outcome == DeliveryFailed {
+		attrs = append(attrs, slog.String("error", res.err.Error()))
+		if errors.Is(res.err, ErrPermanent) {
+			attrs = append(attrs, slog.Bool("permanent", true))
+		}
+		var pe *panicError
+		if errors.As(res.err, &pe) {
+			attrs = append(attrs, slog.String("stack", string(pe.stack)))
+		}
+	}
+	h.logger.LogAttrs(ctx, res.level, res.msg, attrs...)
+}
+
 // bodyPool recycles the Handler's body buffers (*[]byte).
 var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledBody is the capacity of the largest body buffer kept for reuse.
 const maxPooledBody = 64 << 10
 
-// errBodyTooLarge is returned by readBody when the body exceeds the limit.
-var errBodyTooLarge = fmt.Errorf("%w: body exceeds the limit", ErrPayloadTooLarge)
-
-func isTooLarge(err error) bool { return errors.Is(err, ErrPayloadTooLarge) }
-
-// readBody reads the request body, failing with errBodyTooLarge as soon as
-// more than limit bytes arrive; it never reads more than limit+1 bytes.
-func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return []byte{}, nil
-	}
-	size := int64(512)
-	if r.ContentLength > 0 && r.ContentLength <= limit {
-		size = r.ContentLength + 1
-	}
-	if size > limit+1 {
-		size = limit + 1
-	}
-	if int64(cap(buf)) < size {
-		buf = make([]byte, 0, size)
-	}
-	lr := io.LimitedReader{R: r.Body, N: limit + 1}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return nil, errBodyTooLarge
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, errBodyTooLarge
-			}
-			return nil, fmt.Errorf("reading body: %w", err)
-		}
+func (h *Handler) putBody(bp *[]byte, body []byte) {
+	if cap(body) <= maxPooledBody {
+		*bp = body[:0]
+		bodyPool.Put(bp)
 	}
 }

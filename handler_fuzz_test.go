@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -94,8 +93,8 @@ var fuzzStatuses = map[int]bool{
 // nearly valid deliveries are explored as well as garbage.
 func FuzzHandler(f *testing.F) {
 	now := time.Now().Unix()
-	for _, file := range []string{"job_completed.json", "sandbox_failed.json", "workflow_completed.json", "unknown_event_type.json", "request_failed.json"} {
-		body, err := os.ReadFile(filepath.Join("testdata", file))
+	for _, file := range []string{"tensorlake.document_ingestion.job.completed.json", "tensorlake.sandbox.failed.json", "tlwebhook.workflow.completed.json", "unknown_event_type.json", "tensorlake.application.request.failed.json"} {
+		body, err := os.ReadFile(fixtureFile(file))
 		require.NoError(f, err)
 		for sig := uint16(0); sig < fuzzSigModeCount; sig++ {
 			f.Add("POST", "msg_2Lh9KPqQ", "", "v1,bm90IGEgc2lnbmF0dXJl", body, sig|fuzzTSComputed, int32(0), uint16(7))
@@ -207,7 +206,7 @@ func runFuzzHandler(t *testing.T, whs []*svix.Webhook, method, id, ts, sigHdr st
 	if mode&fuzzSmallBody != 0 {
 		limit = fuzzSmallLimit
 	}
-	opts := []tl.Option{
+	opts := []tl.HandlerOption{
 		tl.WithSecrets(fuzzSecondary),
 		tl.WithMaxBodyBytes(limit),
 		tl.WithLogger(slog.New(slog.DiscardHandler)),

@@ -137,7 +137,7 @@ func htNewSecret(t *testing.T) (secret, key string) {
 	return "whsec_" + key, key
 }
 
-func newHTEnv(t *testing.T, opts ...tl.Option) *htEnv {
+func newHTEnv(t *testing.T, opts ...tl.HandlerOption) *htEnv {
 	t.Helper()
 	secret, key := htNewSecret(t)
 	wh, err := svix.NewWebhook(secret)
@@ -149,7 +149,7 @@ func newHTEnv(t *testing.T, opts ...tl.Option) *htEnv {
 		rec:  &htRecorder{},
 	}
 	logger := slog.New(slog.NewJSONHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	all := append([]tl.Option{tl.WithClock(func() time.Time { return env.now }), tl.WithLogger(logger)}, opts...)
+	all := append([]tl.HandlerOption{tl.WithClock(func() time.Time { return env.now }), tl.WithLogger(logger)}, opts...)
 	env.h, err = tl.NewHandler(secret, all...)
 	require.NoError(t, err)
 	env.rec.registerAll(env.h)
@@ -442,7 +442,21 @@ func TestHandlerStatusTable(t *testing.T) {
 			}
 		})
 	}
+	// Each status answers with one fixed body, except 401, whose body
+	// names its reason from a fixed list.
+	reasons401 := map[string]bool{
+		"missing webhook signature headers\n": true, "malformed webhook signature headers\n": true,
+		"webhook timestamp too old\n": true, "webhook timestamp too new\n": true,
+		"invalid webhook signature\n": true, "webhook authentication failed\n": true,
+	}
 	for status, set := range bodies {
+		if status == http.StatusUnauthorized {
+			for b := range set {
+				assert.True(t, reasons401[b], "401 body %q is not one of the fixed reasons", b)
+			}
+			assert.Greater(t, len(set), 1, "each 401 reason has its own text")
+			continue
+		}
 		assert.Lenf(t, set, 1, "status %d answers with one fixed body, got %v", status, set)
 	}
 }

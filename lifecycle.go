@@ -1,10 +1,12 @@
 package tlwebhook
 
 import (
-	"encoding/json"
-	"reflect"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Envelope holds the fields every lifecycle event carries. It is embedded in
@@ -63,9 +65,6 @@ func (e *Envelope) Compare(o *Envelope) int {
 	return 0
 }
 
-// Before reports whether e happened before o; see [Envelope.Compare].
-func (e *Envelope) Before(o *Envelope) bool { return e.Compare(o) < 0 }
-
 // Revision is an unsigned decimal integer of any length, kept as the exact
 // string sent. Compare it with [Revision.Compare], never as strings.
 type Revision string
@@ -114,22 +113,22 @@ func (r *Revision) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
+		s, err := jsontext.AppendUnquote(nil, b)
+		if err != nil {
+			return fmt.Errorf("source_revision: %w", err)
 		}
 		*r = Revision(s)
 		return nil
 	}
 	n := Revision(b)
 	if !n.Valid() {
-		return &json.UnmarshalTypeError{Value: "number", Type: revisionType}
+		return errRevision
 	}
 	*r = n
 	return nil
 }
 
-var revisionType = reflect.TypeFor[Revision]()
+var errRevision = errors.New("source_revision: not a string or an unsigned integer")
 
 // SandboxEvent is a sandbox lifecycle event: one of the
 // tensorlake.sandbox.* types.
@@ -137,6 +136,9 @@ type SandboxEvent struct {
 	Envelope
 	Data SandboxEventData `json:"data"`
 }
+
+func (*SandboxEvent) isEvent()             {}
+func (e *SandboxEvent) familyEvent() Event { return e }
 
 // SandboxEventData is the data of a [SandboxEvent].
 type SandboxEventData struct {
@@ -234,6 +236,9 @@ type ApplicationEvent struct {
 	Data ApplicationEventData `json:"data"`
 }
 
+func (*ApplicationEvent) isEvent()             {}
+func (e *ApplicationEvent) familyEvent() Event { return e }
+
 // ApplicationEventData is the data of an [ApplicationEvent].
 type ApplicationEventData struct {
 	// PreviousVersion is the application's version before this event, or
@@ -268,6 +273,9 @@ type RequestEvent struct {
 	Envelope
 	Data RequestEventData `json:"data"`
 }
+
+func (*RequestEvent) isEvent()             {}
+func (e *RequestEvent) familyEvent() Event { return e }
 
 // RequestEventData is the data of a [RequestEvent].
 type RequestEventData struct {

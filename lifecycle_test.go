@@ -194,7 +194,7 @@ func TestSourceRevisionIsExact(t *testing.T) {
 	}
 
 	t.Run("fixture", func(t *testing.T) {
-		payload := fixtureBytes(t, "request_completed.json")
+		payload := fixtureBytes(t, "tensorlake.application.request.completed.json")
 		ev, err := tl.ParseEvent(payload)
 		require.NoError(t, err)
 		r := eventAs[*tl.RequestEvent](t, ev)
@@ -213,11 +213,11 @@ func TestFractionalTimesRoundTrip(t *testing.T) {
 		nanos  int
 		onWire string // the marshalled occurred_at
 	}{
-		{"sandbox_terminated.json", 123456789, "2026-07-24T21:10:00.123456789Z"},
-		{"sandbox_suspended.json", 1000, "2026-07-24T20:40:00.000001Z"},
-		{"sandbox_created.json", 500_000_000, "2026-07-24T20:10:00.5Z"},
-		{"sandbox_running.json", 250_000_000, "2026-07-24T20:10:03.25Z"}, // sent as .250Z
-		{"application_created.json", 42_000_000, "2026-07-20T08:00:00.042Z"},
+		{"tensorlake.sandbox.terminated.json", 123456789, "2026-07-24T21:10:00.123456789Z"},
+		{"tensorlake.sandbox.suspended.json", 1000, "2026-07-24T20:40:00.000001Z"},
+		{"tensorlake.sandbox.created.json", 500_000_000, "2026-07-24T20:10:00.5Z"},
+		{"tensorlake.sandbox.running.json", 250_000_000, "2026-07-24T20:10:03.25Z"}, // sent as .250Z
+		{"tensorlake.application.created.json", 42_000_000, "2026-07-20T08:00:00.042Z"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -245,7 +245,7 @@ func TestFractionalTimesRoundTrip(t *testing.T) {
 }
 
 func TestNullFieldsAreNilPointers(t *testing.T) {
-	ev, err := tl.ParseEvent(fixtureBytes(t, "sandbox_created.json"))
+	ev, err := tl.ParseEvent(fixtureBytes(t, "tensorlake.sandbox.created.json"))
 	require.NoError(t, err)
 	s := eventAs[*tl.SandboxEvent](t, ev)
 	assert.Nil(t, s.Data.PreviousStatus)
@@ -256,21 +256,21 @@ func TestNullFieldsAreNilPointers(t *testing.T) {
 	assert.Nil(t, s.Data.Sandbox.SnapshotID)
 	assert.Nil(t, s.Data.Sandbox.Resources.GPUModel)
 
-	ev, err = tl.ParseEvent(fixtureBytes(t, "application_created.json"))
+	ev, err = tl.ParseEvent(fixtureBytes(t, "tensorlake.application.created.json"))
 	require.NoError(t, err)
 	a := eventAs[*tl.ApplicationEvent](t, ev)
 	assert.Nil(t, a.Data.PreviousVersion)
 	assert.Nil(t, a.Data.PreviousState)
 	assert.Nil(t, a.Data.Application.DisabledReason)
 
-	ev, err = tl.ParseEvent(fixtureBytes(t, "request_created.json"))
+	ev, err = tl.ParseEvent(fixtureBytes(t, "tensorlake.application.request.created.json"))
 	require.NoError(t, err)
 	r := eventAs[*tl.RequestEvent](t, ev)
 	assert.Nil(t, r.Data.Request.FailureReason)
 	assert.Nil(t, r.Data.Request.FinishedAt)
 
 	// The same fields, set, are non-nil (so the checks above can fail).
-	ev, err = tl.ParseEvent(fixtureBytes(t, "sandbox_running.json"))
+	ev, err = tl.ParseEvent(fixtureBytes(t, "tensorlake.sandbox.running.json"))
 	require.NoError(t, err)
 	s = eventAs[*tl.SandboxEvent](t, ev)
 	assert.NotNil(t, s.Data.PreviousStatus)
@@ -387,21 +387,19 @@ func TestEnvelopeCompareAndBefore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, tc.a.Compare(tc.b))
 			assert.Equal(t, -tc.want, tc.b.Compare(tc.a))
-			assert.Equal(t, tc.want < 0, tc.a.Before(tc.b))
-			assert.Equal(t, tc.want > 0, tc.b.Before(tc.a))
 		})
 	}
 
 	// The fixtures of one source order as their revisions and ordinals say.
 	var envs []*tl.Envelope
-	for _, f := range []string{"request_failed.json", "request_created.json", "request_completed.json"} {
+	for _, f := range []string{"tensorlake.application.request.failed.json", "tensorlake.application.request.created.json", "tensorlake.application.request.completed.json"} {
 		ev, err := tl.ParseEvent(fixtureBytes(t, f))
 		require.NoError(t, err)
 		envs = append(envs, &eventAs[*tl.RequestEvent](t, ev).Envelope)
 	}
-	assert.True(t, envs[0].Before(envs[1]), "2^64+1 is before 2^128+1")
-	assert.True(t, envs[1].Before(envs[2]), "ordinal 0 is before ordinal 1 at the same revision")
-	assert.False(t, envs[2].Before(envs[0]))
+	assert.Negative(t, envs[0].Compare(envs[1]), "2^64+1 is before 2^128+1")
+	assert.Negative(t, envs[1].Compare(envs[2]), "ordinal 0 is before ordinal 1 at the same revision")
+	assert.Positive(t, envs[2].Compare(envs[0]))
 }
 
 // TestStaleUpdatesAreDropped documents how to use Envelope.Compare: Svix
@@ -411,11 +409,11 @@ func TestEnvelopeCompareAndBefore(t *testing.T) {
 // newest event, whatever the arrival order.
 func TestStaleUpdatesAreDropped(t *testing.T) {
 	files := []string{
-		"sandbox_created.json",    // 81240/0, pending
-		"sandbox_running.json",    // 81241/0, running
-		"sandbox_suspended.json",  // 81242/1, suspended
-		"sandbox_resumed.json",    // 81243/0, running
-		"sandbox_terminated.json", // 81246/2, terminated
+		"tensorlake.sandbox.created.json",    // 81240/0, pending
+		"tensorlake.sandbox.running.json",    // 81241/0, running
+		"tensorlake.sandbox.suspended.json",  // 81242/1, suspended
+		"tensorlake.sandbox.resumed.json",    // 81243/0, running
+		"tensorlake.sandbox.terminated.json", // 81246/2, terminated
 	}
 	var events []*tl.SandboxEvent
 	for _, f := range files {

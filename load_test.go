@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,16 +35,16 @@ type loadKind struct {
 // loadKinds is the mix: valid deliveries of several event types (one whose
 // callback fails), and forgeries and malformed requests of every kind.
 var loadKinds = []loadKind{
-	{name: "job completed", fixture: "job_completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
-	{name: "sandbox failed", fixture: "sandbox_failed.json", sign: "valid", want: http.StatusNoContent, callback: true},
-	{name: "request completed", fixture: "request_completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
-	{name: "workflow completed", fixture: "workflow_completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
-	{name: "job failed, callback error", fixture: "job_failed.json", sign: "valid", want: http.StatusInternalServerError, callback: true},
-	{name: "forged signature", fixture: "job_completed.json", sign: "forged", want: http.StatusUnauthorized},
-	{name: "foreign secret", fixture: "sandbox_failed.json", sign: "foreign", want: http.StatusUnauthorized},
-	{name: "stale timestamp", fixture: "job_completed.json", sign: "stale", want: http.StatusUnauthorized},
-	{name: "tampered body", fixture: "request_completed.json", sign: "tampered", want: http.StatusUnauthorized},
-	{name: "wrong method", method: http.MethodPut, fixture: "job_completed.json", sign: "valid", want: http.StatusMethodNotAllowed},
+	{name: "job completed", fixture: "tensorlake.document_ingestion.job.completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
+	{name: "sandbox failed", fixture: "tensorlake.sandbox.failed.json", sign: "valid", want: http.StatusNoContent, callback: true},
+	{name: "request completed", fixture: "tensorlake.application.request.completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
+	{name: "workflow completed", fixture: "tlwebhook.workflow.completed.json", sign: "valid", want: http.StatusNoContent, callback: true},
+	{name: "job failed, callback error", fixture: "tensorlake.document_ingestion.job.failed.json", sign: "valid", want: http.StatusInternalServerError, callback: true},
+	{name: "forged signature", fixture: "tensorlake.document_ingestion.job.completed.json", sign: "forged", want: http.StatusUnauthorized},
+	{name: "foreign secret", fixture: "tensorlake.sandbox.failed.json", sign: "foreign", want: http.StatusUnauthorized},
+	{name: "stale timestamp", fixture: "tensorlake.document_ingestion.job.completed.json", sign: "stale", want: http.StatusUnauthorized},
+	{name: "tampered body", fixture: "tensorlake.application.request.completed.json", sign: "tampered", want: http.StatusUnauthorized},
+	{name: "wrong method", method: http.MethodPut, fixture: "tensorlake.document_ingestion.job.completed.json", sign: "valid", want: http.StatusMethodNotAllowed},
 	{name: "oversized", body: `{"pad":"` + strings.Repeat("x", loadLimit) + `"}`, sign: "valid", want: http.StatusRequestEntityTooLarge},
 	{name: "not an object", body: `[1,2,3]`, sign: "valid", want: http.StatusBadRequest},
 }
@@ -73,7 +72,7 @@ func TestLoad(t *testing.T) {
 			bodies[i] = []byte(k.body)
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("testdata", k.fixture))
+		b, err := os.ReadFile(fixtureFile(k.fixture))
 		require.NoError(t, err)
 		bodies[i] = b
 	}

@@ -36,17 +36,17 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 // before anything else is checked or read. The client address is the
 // connection's remote address, unless that address is a trusted proxy (see
 // [WithTrustedProxies]). Calling it more than once adds prefixes.
-func WithAllowedSources(prefixes ...netip.Prefix) Option {
-	return func(c *config) error {
+func WithAllowedSources(prefixes ...netip.Prefix) VerifierOption {
+	return verifierOption(func(c *verifierConfig) error {
 		for _, p := range prefixes {
 			if !p.IsValid() {
-				return fmt.Errorf("tlwebhook: WithAllowedSources: invalid prefix %v", p)
+				return optionError("WithAllowedSources", "invalid prefix %v", p)
 			}
 			c.allowed = append(c.allowed, unmapPrefix(p))
 		}
 		c.sourceCheck = true
 		return nil
-	}
+	})
 }
 
 // WithTrustedProxies names the reverse proxies or load balancers in front of
@@ -55,16 +55,16 @@ func WithAllowedSources(prefixes ...netip.Prefix) Option {
 // right-most entry that is not itself a trusted proxy. Entries a client
 // wrote itself lie to the left of that and are never used, so the address
 // cannot be spoofed as long as every trusted proxy appends to the header.
-func WithTrustedProxies(prefixes ...netip.Prefix) Option {
-	return func(c *config) error {
+func WithTrustedProxies(prefixes ...netip.Prefix) VerifierOption {
+	return verifierOption(func(c *verifierConfig) error {
 		for _, p := range prefixes {
 			if !p.IsValid() {
-				return fmt.Errorf("tlwebhook: WithTrustedProxies: invalid prefix %v", p)
+				return optionError("WithTrustedProxies", "invalid prefix %v", p)
 			}
 			c.trusted = append(c.trusted, unmapPrefix(p))
 		}
 		return nil
-	}
+	})
 }
 
 // unmapPrefix turns an IPv4-mapped IPv6 prefix such as ::ffff:10.0.0.0/104
@@ -83,7 +83,7 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 }
 
 // clientAddr determines the client address of r; see WithTrustedProxies.
-func (c *config) clientAddr(r *http.Request) (netip.Addr, error) {
+func (c *verifierConfig) clientAddr(r *http.Request) (netip.Addr, error) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		a, err2 := netip.ParseAddr(r.RemoteAddr)
@@ -116,7 +116,7 @@ func (c *config) clientAddr(r *http.Request) (netip.Addr, error) {
 }
 
 // checkSource applies the allowlist, if any.
-func (c *config) checkSource(r *http.Request) error {
+func (c *verifierConfig) checkSource(r *http.Request) error {
 	if !c.sourceCheck {
 		return nil
 	}

@@ -181,15 +181,15 @@ func TestSourceOverRealServer(t *testing.T) {
 	loopback := netip.MustParsePrefix("127.0.0.0/8")
 	cases := []struct {
 		name    string
-		opts    []tl.Option
+		opts    []tl.HandlerOption
 		xff     string
 		allowed bool
 	}{
-		{"loopback allowed", []tl.Option{tl.WithAllowedSources(loopback)}, "", true},
-		{"Svix only", []tl.Option{tl.WithAllowedSources(tl.SvixSourcesUS()...)}, "", false},
-		{"Svix only, spoofed header, no trusted proxy", []tl.Option{tl.WithAllowedSources(tl.SvixSourcesUS()...)}, "44.228.126.217", false},
-		{"loopback is a trusted proxy forwarding Svix", []tl.Option{tl.WithAllowedSources(tl.SvixSourcesUS()...), tl.WithTrustedProxies(loopback)}, "44.228.126.217", true},
-		{"loopback is a trusted proxy forwarding a stranger", []tl.Option{tl.WithAllowedSources(tl.SvixSourcesUS()...), tl.WithTrustedProxies(loopback)}, "44.228.126.217, 203.0.113.9", false},
+		{"loopback allowed", []tl.HandlerOption{tl.WithAllowedSources(loopback)}, "", true},
+		{"Svix only", []tl.HandlerOption{tl.WithAllowedSources(tl.SvixSourcesUS()...)}, "", false},
+		{"Svix only, spoofed header, no trusted proxy", []tl.HandlerOption{tl.WithAllowedSources(tl.SvixSourcesUS()...)}, "44.228.126.217", false},
+		{"loopback is a trusted proxy forwarding Svix", []tl.HandlerOption{tl.WithAllowedSources(tl.SvixSourcesUS()...), tl.WithTrustedProxies(loopback)}, "44.228.126.217", true},
+		{"loopback is a trusted proxy forwarding a stranger", []tl.HandlerOption{tl.WithAllowedSources(tl.SvixSourcesUS()...), tl.WithTrustedProxies(loopback)}, "44.228.126.217, 203.0.113.9", false},
 		{"no allowlist", nil, "", true},
 	}
 	wh := advWebhook(t, advSecret)

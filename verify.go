@@ -1,85 +1,44 @@
 package tlwebhook
 
 import (
-	"bytes"
-	"context"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"hash"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// A Delivery describes one verified delivery attempt.
-type Delivery struct {
-	// ID is the message id from the svix-id (or webhook-id) header. It is
-	// the same on every retry and manual resend of one message.
-	ID string
-	// Timestamp is the time the attempt was signed, from the svix-timestamp
-	// (or webhook-timestamp) header.
-	Timestamp time.Time
-	// EventID is the event_id of a lifecycle envelope, Tensorlake's
-	// recommended deduplication key. [Handler] sets it after decoding; it is
-	// empty for payloads that carry none and for [Verifier.Verify].
-	EventID string
-}
-
-// IdempotencyKey returns the key that identifies the message this delivery
-// belongs to, for deduplication: the payload's event_id when it has one,
-// else the message id.
-func (d Delivery) IdempotencyKey() string {
-	if d.EventID != "" {
-		return d.EventID
-	}
-	return d.ID
-}
-
-type deliveryKey struct{}
-
-// DeliveryFromContext returns the [Delivery] that [Verifier.Middleware] or
-// [Handler] stored in a request's context.
-func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
-	d, ok := ctx.Value(deliveryKey{}).(*Delivery)
-	if !ok {
-		return Delivery{}, false
-	}
-	return *d, true
-}
-
-// deliveryCtx carries a Delivery in one allocation (context.WithValue
-// takes two: the context and the boxed Delivery).
-type deliveryCtx struct {
-	context.Context
-	d Delivery
-}
-
-func (c *deliveryCtx) Value(key any) any {
-	if _, ok := key.(deliveryKey); ok {
-		return &c.d
-	}
-	return c.Context.Value(key)
-}
-
-func contextWithDelivery(ctx context.Context, d Delivery) context.Context {
-	return &deliveryCtx{Context: ctx, d: d}
-}
-
 // A Verifier checks the Svix signature of deliveries. It is safe for
 // concurrent use. Create one with [NewVerifier].
+//
+// [Verifier.Verify] is pure: bytes and headers in, a [Delivery] or an error
+// out. [Verifier.Middleware] runs it on HTTP requests.
 type Verifier struct {
-	cfg  *config
-	keys []*macKey
+	hmacKeys  []*macKey
+	edKeys    []ed25519.PublicKey
+	tolerance int64 // seconds
+	tolDur    time.Duration
+	now       func() time.Time
+	maxBody   int64
+	logger    *slog.Logger
+	http      *verifierConfig // the HTTP pipeline's settings: source, auth
+	// matched is set once any delivery has verified since start-up; see
+	// noteMismatch.
+	matched  atomic.Bool
+	failures atomic.Int64
+	warnOnce sync.Once
 }
 
-// macKey is one accepted secret with a pool of pre-keyed HMAC states.
+// macKey is one accepted HMAC secret with a pool of pre-keyed HMAC states.
 type macKey struct {
 	pool sync.Pool // of *macState
 }
@@ -93,38 +52,64 @@ type macState struct {
 	enc    [sigLen]byte
 }
 
-// sigLen is the length of a base64-encoded HMAC-SHA256.
-const sigLen = 44
+const (
+	// sigLen is the length of a base64-encoded HMAC-SHA256 (v1 entry).
+	sigLen = 44
+	// edSigLen is the length of a base64-encoded Ed25519 signature (v1a).
+	edSigLen = 88
+	// maxSignatureEntries bounds the work spent on one signature header.
+	maxSignatureEntries = 64
+	// maxAsymmetricEntries bounds the v1a entries checked per key: Svix signs
+	// with at most two keys at once (the old and the new one while a key is
+	// rotated), and each check costs about 50 us.
+	maxAsymmetricEntries = 2
+	// minKeyBytes is the shortest decoded HMAC secret accepted. Svix issues
+	// 24-byte keys; anything under 16 bytes is a configuration mistake.
+	minKeyBytes = 16
+)
 
-// maxSignatureEntries bounds the work spent on one signature header.
-const maxSignatureEntries = 64
+// Key prefixes as Svix shows them.
+const (
+	prefixSecret     = "whsec_"
+	prefixPublicKey  = "whpk_"
+	prefixPrivateKey = "whsk_"
+)
 
-// NewVerifier returns a [Verifier] for the given endpoint secret (as shown by
-// Tensorlake, with or without the whsec_ prefix). It returns an error
-// wrapping [ErrInvalidSecret] if a secret does not decode or is shorter than
-// 16 bytes.
-func NewVerifier(secret string, opts ...Option) (*Verifier, error) {
-	cfg, err := newConfig(secret, opts)
+// NewVerifier returns a [Verifier] for the given endpoint key: an HMAC
+// secret as shown by Tensorlake (whsec_ followed by base64, or the bare
+// base64), or an Ed25519 public key (whpk_ followed by the base64 of 32
+// bytes) for an endpoint configured with asymmetric signatures. More keys,
+// of either kind, are added with [WithSecrets]. It returns an error wrapping
+// [ErrInvalidSecret] if a key does not decode, an HMAC secret is shorter
+// than 16 bytes or a public key is not 32 bytes, and one wrapping
+// [ErrInvalidOption] for an unusable option.
+func NewVerifier(secret string, opts ...VerifierOption) (*Verifier, error) {
+	cfg, err := newVerifierConfig(secret, opts)
 	if err != nil {
 		return nil, err
-	}
-	if len(cfg.handlerOnly) > 0 {
-		return nil, fmt.Errorf("tlwebhook: %s applies to Handler only, not to Verifier", cfg.handlerOnly[0])
 	}
 	return newVerifier(cfg)
 }
 
-func newVerifier(cfg *config) (*Verifier, error) {
-	v := &Verifier{cfg: cfg}
+func newVerifier(cfg *verifierConfig) (*Verifier, error) {
+	v := &Verifier{
+		tolerance: int64(cfg.tolerance / time.Second),
+		tolDur:    cfg.tolerance,
+		now:       cfg.now,
+		maxBody:   cfg.maxBodyBytes,
+		logger:    cfg.logger,
+		http:      cfg,
+	}
+	if cfg.tolerance%time.Second != 0 {
+		v.tolerance = -1 // sub-second tolerance: compare as durations
+	}
 	for i, s := range cfg.secrets {
-		key, err := decodeSecret(s)
-		if err != nil {
+		if err := v.addKey(s); err != nil {
 			if len(cfg.secrets) > 1 {
 				return nil, fmt.Errorf("secret %d: %w", i+1, err)
 			}
 			return nil, err
 		}
-		v.keys = append(v.keys, newMACKey(key))
 	}
 	// Keep no copy of the secrets beyond the HMAC states: nothing that
 	// prints or dumps the verifier can reach them.
@@ -133,18 +118,40 @@ func newVerifier(cfg *config) (*Verifier, error) {
 	return v, nil
 }
 
-func decodeSecret(s string) ([]byte, error) {
+func (v *Verifier) addKey(s string) error {
 	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "whsec_")
+	switch {
+	case strings.HasPrefix(s, prefixPublicKey):
+		key, err := decodeKey(s[len(prefixPublicKey):], "whpk_")
+		if err != nil {
+			return err
+		}
+		if len(key) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: public key decodes to %d bytes, want %d", ErrInvalidSecret, len(key), ed25519.PublicKeySize)
+		}
+		v.edKeys = append(v.edKeys, ed25519.PublicKey(key))
+		return nil
+	case strings.HasPrefix(s, prefixPrivateKey):
+		return fmt.Errorf("%w: a whsk_ key is the sender's private signing key; give the receiver the public key (whpk_)", ErrInvalidSecret)
+	}
+	key, err := decodeKey(strings.TrimPrefix(s, prefixSecret), "whsec_")
+	if err != nil {
+		return err
+	}
+	if len(key) < minKeyBytes {
+		return fmt.Errorf("%w: decodes to %d bytes, want at least %d", ErrInvalidSecret, len(key), minKeyBytes)
+	}
+	v.hmacKeys = append(v.hmacKeys, newMACKey(key))
+	return nil
+}
+
+func decodeKey(s, prefix string) ([]byte, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidSecret)
 	}
 	key, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not base64 (expected whsec_ followed by base64)", ErrInvalidSecret)
-	}
-	if len(key) < minKeyBytes {
-		return nil, fmt.Errorf("%w: decodes to %d bytes, want at least %d", ErrInvalidSecret, len(key), minKeyBytes)
+		return nil, fmt.Errorf("%w: not base64 (expected %s followed by base64)", ErrInvalidSecret, prefix)
 	}
 	return key, nil
 }
@@ -158,22 +165,24 @@ func newMACKey(key []byte) *macKey {
 }
 
 // String describes the verifier without revealing any key.
-func (v Verifier) String() string {
-	return fmt.Sprintf("tlwebhook.Verifier{secrets: %d, tolerance: %v, maxBodyBytes: %d}",
-		len(v.keys), v.cfg.tolerance, v.cfg.maxBodyBytes)
+func (v *Verifier) String() string {
+	return fmt.Sprintf("tlwebhook.Verifier{secrets: %d, publicKeys: %d, tolerance: %v, maxBodyBytes: %d}",
+		len(v.hmacKeys), len(v.edKeys), v.tolDur, v.maxBody)
 }
 
 // GoString is like String, so that %#v reveals no key either.
-func (v Verifier) GoString() string { return v.String() }
+func (v *Verifier) GoString() string { return v.String() }
 
 // LogValue is like String, for [log/slog].
-func (v Verifier) LogValue() slog.Value { return slog.StringValue(v.String()) }
+func (v *Verifier) LogValue() slog.Value { return slog.StringValue(v.String()) }
 
 // sigHeaders are the three signature headers of one delivery.
 type sigHeaders struct {
 	id        string
 	timestamp int64
-	signature string
+	tsDigits  string // the timestamp header when it is in canonical form, else ""
+	signature string // from the first entry that may match
+	entries   int    // how many entries of signature may be examined
 }
 
 // Canonical forms of the header names, for direct map access.
@@ -204,25 +213,66 @@ func parseHeaders(h http.Header) (sigHeaders, error) {
 			return sigHeaders{}, ErrMissingHeaders
 		}
 	}
+	sh := sigHeaders{id: id, signature: sig}
+	if t, ok := parseCanonicalInt(ts); ok {
+		sh.timestamp, sh.tsDigits = t, ts
+		return sh, nil
+	}
 	t, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
 		return sigHeaders{id: id}, fmt.Errorf("%w: timestamp is not a decimal integer of Unix seconds", ErrInvalidHeaders)
 	}
-	return sigHeaders{id: id, timestamp: t, signature: sig}, nil
+	sh.timestamp = t
+	return sh, nil
+}
+
+// parseCanonicalInt parses s when it is exactly how strconv.FormatInt
+// writes a non-negative number (no sign, no leading zero), so that the
+// signed content can copy its digits; anything else is left to
+// strconv.ParseInt.
+func parseCanonicalInt(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + int64(c)
+	}
+	return n, true
 }
 
 // checkTimestamp applies the tolerance in both directions, with the same
 // edges as Svix's libraries: exactly the tolerance is accepted.
 func (v *Verifier) checkTimestamp(ts int64) error {
-	now := v.cfg.now()
-	t := time.Unix(ts, 0)
-	if d := now.Sub(t); d > v.cfg.tolerance {
-		return fmt.Errorf("%w: signed %s ago, tolerance %v", ErrTimestampTooOld, roundDuration(d), v.cfg.tolerance)
+	now := v.now()
+	if v.tolerance >= 0 {
+		// Whole seconds: integer arithmetic, the common case.
+		// ts is compared, never subtracted, so that no value overflows.
+		sec := now.Unix()
+		if oldest := sec - v.tolerance; ts < oldest || (ts == oldest && now.Nanosecond() > 0) {
+			return v.timestampError(now, ts)
+		}
+		if ts > sec+v.tolerance {
+			return v.timestampError(now, ts)
+		}
+		return nil
 	}
-	if ts > now.Add(v.cfg.tolerance).Unix() {
-		return fmt.Errorf("%w: signed %s in the future, tolerance %v", ErrTimestampTooNew, roundDuration(t.Sub(now)), v.cfg.tolerance)
+	if now.Sub(time.Unix(ts, 0)) > v.tolDur || ts > now.Add(v.tolDur).Unix() {
+		return v.timestampError(now, ts)
 	}
 	return nil
+}
+
+func (v *Verifier) timestampError(now time.Time, ts int64) error {
+	t := time.Unix(ts, 0)
+	if d := now.Sub(t); d > 0 {
+		return fmt.Errorf("%w: signed %s ago, tolerance %v", ErrTimestampTooOld, roundDuration(d), v.tolDur)
+	}
+	return fmt.Errorf("%w: signed %s in the future, tolerance %v", ErrTimestampTooNew, roundDuration(t.Sub(now)), v.tolDur)
 }
 
 func roundDuration(d time.Duration) string {
@@ -241,14 +291,16 @@ func (v *Verifier) checkHeaders(h http.Header) (sigHeaders, error) {
 	if err := v.checkTimestamp(sh.timestamp); err != nil {
 		return sh, err
 	}
-	if !hasCandidate(sh.signature) {
-		return sh, fmt.Errorf("%w: header has no v1 signature", ErrNoMatchingSignature)
+	rest, n := v.firstCandidate(sh.signature)
+	if n == 0 {
+		return sh, fmt.Errorf("%w: header has no well-formed entry for the configured keys", ErrNoMatchingSignature)
 	}
+	sh.signature, sh.entries = rest, n
 	return sh, nil
 }
 
 // Verify checks that payload, the raw request body, is signed by one of the
-// verifier's secrets according to header, and that the signature's timestamp
+// verifier's keys according to header, and that the signature's timestamp
 // is within the tolerance. It returns the [Delivery] on success. Errors wrap
 // one of [ErrMissingHeaders], [ErrInvalidHeaders], [ErrTimestampTooOld],
 // [ErrTimestampTooNew], [ErrNoMatchingSignature] or [ErrPayloadTooLarge].
@@ -256,8 +308,8 @@ func (v *Verifier) checkHeaders(h http.Header) (sigHeaders, error) {
 // The payload must be the body exactly as received: re-serialised JSON does
 // not verify. Verify does not allocate for a valid delivery.
 func (v *Verifier) Verify(payload []byte, header http.Header) (Delivery, error) {
-	if int64(len(payload)) > v.cfg.maxBodyBytes {
-		return Delivery{}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), v.cfg.maxBodyBytes)
+	if int64(len(payload)) > v.maxBody {
+		return Delivery{}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), v.maxBody)
 	}
 	sh, err := v.checkHeaders(header)
 	if err != nil {
@@ -287,51 +339,120 @@ func nextEntry(s string) (version, sig, rest string, ok bool) {
 	return version, sig, rest, true
 }
 
-// hasCandidate reports whether the header has a v1 entry that could match,
-// so that a request without one costs no HMAC.
-func hasCandidate(header string) bool {
+// candidate reports whether an entry is well-formed for a kind of key the
+// verifier has: the cheap checks before any signature work.
+func (v *Verifier) candidate(version, sig string) bool {
+	switch version {
+	case "v1":
+		return len(sig) == sigLen && len(v.hmacKeys) > 0
+	case "v1a":
+		return len(sig) == edSigLen && len(v.edKeys) > 0
+	}
+	return false
+}
+
+// firstCandidate returns the header from its first entry that could match,
+// and how many entries from there lie within the first maxSignatureEntries,
+// so that a request without a candidate costs no signature work and the
+// later scan starts there. It returns 0 entries when there is none.
+func (v *Verifier) firstCandidate(header string) (string, int) {
 	rest := header
 	for n := 0; n < maxSignatureEntries && rest != ""; n++ {
 		version, sig, r, ok := nextEntry(rest)
+		if ok && v.candidate(version, sig) {
+			return rest, maxSignatureEntries - n
+		}
 		rest = r
-		if ok && version == "v1" && len(sig) == sigLen {
-			return true
+	}
+	return "", 0
+}
+
+// signedContent appends id.timestamp. to dst.
+func (sh *sigHeaders) appendPrefix(dst []byte) []byte {
+	dst = append(dst, sh.id...)
+	dst = append(dst, '.')
+	if sh.tsDigits != "" {
+		dst = append(dst, sh.tsDigits...)
+	} else {
+		dst = strconv.AppendInt(dst, sh.timestamp, 10)
+	}
+	return append(dst, '.')
+}
+
+// checkSignature computes the expected signature under each HMAC key (one
+// HMAC per key) and compares it in constant time with every v1 entry, then
+// checks v1a entries against each public key.
+func (v *Verifier) checkSignature(sh sigHeaders, payload []byte) error {
+	for _, k := range v.hmacKeys {
+		st := k.pool.Get().(*macState)
+		st.h.Reset()
+		st.prefix = sh.appendPrefix(st.prefix[:0])
+		st.h.Write(st.prefix)
+		st.h.Write(payload)
+		st.h.Sum(st.sum[:0])
+		base64.StdEncoding.Encode(st.enc[:], st.sum[:])
+		matched := matchAny(sh.signature, sh.entries, st.enc[:])
+		if cap(st.prefix) <= 1024 {
+			k.pool.Put(st)
+		}
+		if matched {
+			v.matched.Store(true)
+			return nil
+		}
+	}
+	if len(v.edKeys) > 0 && v.checkEd25519(sh, payload) {
+		v.matched.Store(true)
+		return nil
+	}
+	return ErrNoMatchingSignature
+}
+
+// ed25519Checks counts Ed25519 verifications, for tests.
+var ed25519Checks atomic.Int64
+
+// checkEd25519 checks the first maxAsymmetricEntries well-formed v1a entries
+// against every public key: at most one Ed25519 verification per key and
+// entry. Entries that do not decode to 64 bytes, or whose scalar cannot be
+// canonical, cost no verification.
+func (v *Verifier) checkEd25519(sh sigHeaders, payload []byte) bool {
+	var sigs [maxAsymmetricEntries][ed25519.SignatureSize]byte
+	n := 0
+	rest := sh.signature
+	for i := 0; i < sh.entries && rest != "" && n < len(sigs); i++ {
+		version, sig, r, ok := nextEntry(rest)
+		rest = r
+		if !ok || version != "v1a" || len(sig) != edSigLen {
+			continue
+		}
+		m, err := base64.StdEncoding.Decode(sigs[n][:], []byte(sig))
+		if err != nil || m != ed25519.SignatureSize || sigs[n][63]&0xe0 != 0 {
+			continue
+		}
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	msg := make([]byte, 0, len(sh.id)+24+len(payload))
+	msg = sh.appendPrefix(msg)
+	msg = append(msg, payload...)
+	for _, k := range v.edKeys {
+		for i := 0; i < n; i++ {
+			ed25519Checks.Add(1)
+			if ed25519.Verify(k, msg, sigs[i][:]) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// checkSignature computes the expected signature under each key (one HMAC
-// per key) and compares it in constant time with every v1 entry.
-func (v *Verifier) checkSignature(sh sigHeaders, payload []byte) error {
-	for _, k := range v.keys {
-		st := k.pool.Get().(*macState)
-		st.h.Reset()
-		st.prefix = append(st.prefix[:0], sh.id...)
-		st.prefix = append(st.prefix, '.')
-		st.prefix = strconv.AppendInt(st.prefix, sh.timestamp, 10)
-		st.prefix = append(st.prefix, '.')
-		st.h.Write(st.prefix)
-		st.h.Write(payload)
-		st.h.Sum(st.sum[:0])
-		base64.StdEncoding.Encode(st.enc[:], st.sum[:])
-		matched := matchAny(sh.signature, st.enc[:])
-		if cap(st.prefix) <= 1024 {
-			k.pool.Put(st)
-		}
-		if matched {
-			return nil
-		}
-	}
-	return ErrNoMatchingSignature
-}
-
-// matchAny compares expected with every v1 entry of header, in constant
-// time per entry.
-func matchAny(header string, expected []byte) bool {
+// matchAny compares expected with every v1 entry among the first entries
+// of header, in constant time per entry.
+func matchAny(header string, entries int, expected []byte) bool {
 	found := 0
 	rest := header
-	for n := 0; n < maxSignatureEntries && rest != ""; n++ {
+	for n := 0; n < entries && rest != ""; n++ {
 		version, sig, r, ok := nextEntry(rest)
 		rest = r
 		if ok && version == "v1" {
@@ -350,94 +471,4 @@ func constantTimeEqual(a string, b []byte) int {
 		x |= a[i] ^ b[i]
 	}
 	return subtle.ConstantTimeByteEq(x, 0)
-}
-
-// Middleware returns a handler that verifies each request before calling
-// next. It answers 405 (with Allow: POST) to other methods, 413 to bodies
-// over the limit and 401 to requests whose signature does not verify, without
-// calling next. For a verified request, next sees the body still readable and
-// the [Delivery] in the request context ([DeliveryFromContext]). Decoding is
-// left to next, for example with [ParseEvent].
-func (v *Verifier) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, d, ok := v.receive(w, r, nil)
-		if !ok {
-			return
-		}
-		r2 := r.WithContext(contextWithDelivery(r.Context(), d))
-		r2.Body = io.NopCloser(bytes.NewReader(body))
-		r2.ContentLength = int64(len(body))
-		next.ServeHTTP(w, r2)
-	})
-}
-
-// receive runs every check of a delivery in order: source address, method, declared length,
-// headers and timestamp, then reads the body and checks the signature. On
-// failure it has written the response and logged the reason.
-func (v *Verifier) receive(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, Delivery, bool) {
-	if err := v.cfg.checkSource(r); err != nil {
-		v.reject(w, r, http.StatusForbidden, "", err)
-		return nil, Delivery{}, false
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		v.reject(w, r, http.StatusMethodNotAllowed, "", fmt.Errorf("method %s not allowed", truncate(r.Method, 32)))
-		return nil, Delivery{}, false
-	}
-	if r.ContentLength > v.cfg.maxBodyBytes {
-		v.reject(w, r, http.StatusRequestEntityTooLarge, "", fmt.Errorf("%w: declared %d bytes, limit %d", ErrPayloadTooLarge, r.ContentLength, v.cfg.maxBodyBytes))
-		return nil, Delivery{}, false
-	}
-	sh, err := v.checkHeaders(r.Header)
-	if err != nil {
-		v.reject(w, r, http.StatusUnauthorized, sh.id, err)
-		return nil, Delivery{}, false
-	}
-	body, err := readBody(r, v.cfg.maxBodyBytes, buf)
-	if err != nil {
-		status := http.StatusBadRequest
-		if isTooLarge(err) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		v.reject(w, r, status, sh.id, err)
-		return nil, Delivery{}, false
-	}
-	if err := v.checkSignature(sh, body); err != nil {
-		v.reject(w, r, http.StatusUnauthorized, sh.id, err)
-		return nil, Delivery{}, false
-	}
-	return body, Delivery{ID: sh.id, Timestamp: time.Unix(sh.timestamp, 0)}, true
-}
-
-// Fixed, short response bodies: details go to the logger only.
-var statusText = map[int]string{
-	http.StatusMethodNotAllowed:      "method not allowed",
-	http.StatusRequestEntityTooLarge: "payload too large",
-	http.StatusUnauthorized:          "invalid webhook signature",
-	http.StatusBadRequest:            "invalid webhook payload",
-	http.StatusInternalServerError:   "webhook processing failed",
-	http.StatusServiceUnavailable:    "webhook processing unavailable, retry later",
-	http.StatusConflict:              "delivery already in progress",
-	http.StatusForbidden:             "source address not allowed",
-}
-
-func writeStatus(w http.ResponseWriter, status int) {
-	http.Error(w, statusText[status], status)
-}
-
-func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, status int, id string, err error) {
-	writeStatus(w, status)
-	attrs := []slog.Attr{slog.Int("status", status), slog.String("error", err.Error())}
-	if id != "" {
-		attrs = append(attrs, slog.String("delivery_id", truncate(id, 128)))
-	}
-	v.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tlwebhook: delivery rejected", attrs...)
-}
-
-// truncate bounds attacker-controlled strings before they reach logs.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -56,9 +56,9 @@ func (r *demoReceiver) result(id string) *demoResult {
 	return res
 }
 
-func (r *demoReceiver) onEvent(ctx context.Context, ev tlwebhook.Event) error {
+func (r *demoReceiver) onEvent(ctx context.Context, callback string, ev tlwebhook.Event) error {
 	d, _ := tlwebhook.DeliveryFromContext(ctx)
-	callback, fields := describe(ev)
+	fields := describe(ev)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := r.result(d.ID)
@@ -75,28 +75,6 @@ func (r *demoReceiver) onLog(_ slog.Level, _ string, attrs map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.result(id).reason = reason
-}
-
-// expectedCallback is the callback each event type must reach.
-func expectedCallback(t tlwebhook.EventType) string {
-	s := string(t)
-	switch {
-	case t == tlwebhook.EventTypeJobCreated:
-		return "OnJobCreated"
-	case t == tlwebhook.EventTypeJobFailed:
-		return "OnJobFailed"
-	case t == tlwebhook.EventTypeJobCompleted:
-		return "OnJobCompleted"
-	case t == tlwebhook.EventTypeWorkflowCompleted:
-		return "OnWorkflowCompleted"
-	case strings.HasPrefix(s, "tensorlake.sandbox."):
-		return "OnSandboxEvent"
-	case strings.HasPrefix(s, "tensorlake.application.request."):
-		return "OnRequestEvent"
-	case strings.HasPrefix(s, "tensorlake.application."):
-		return "OnApplicationEvent"
-	}
-	return "OnUnknown"
 }
 
 func runDemo(ctx context.Context, e *env, args []string) int {
@@ -193,7 +171,7 @@ func demoCases(secret string) []demoCase {
 		body := tlwebhooktest.Sample(t)
 		cases = append(cases, demoCase{
 			name: string(t), body: body, header: s.Header(body),
-			wantStatus: http.StatusNoContent, wantCallback: expectedCallback(t), wantType: t,
+			wantStatus: http.StatusNoContent, wantCallback: callbackFor(t), wantType: t,
 		})
 	}
 

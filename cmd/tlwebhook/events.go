@@ -4,37 +4,38 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/everycallback"
 )
 
-// describe names the callback an event reaches and returns its key fields
-// (ids and statuses, never free text beyond a job's error) as key=value
-// strings.
-func describe(ev tlwebhook.Event) (callback string, fields []string) {
+// describe returns an event's key fields (ids and statuses, never free text
+// beyond a job's error) as key=value strings.
+func describe(ev tlwebhook.Event) (fields []string) {
 	switch e := ev.(type) {
 	case *tlwebhook.JobCreated:
-		return "OnJobCreated", []string{kv("job_id", e.JobID), kv("status", string(e.Status))}
+		return []string{kv("job_id", e.JobID), kv("status", string(e.Status))}
 	case *tlwebhook.JobFailed:
-		return "OnJobFailed", []string{kv("job_id", e.JobID), kv("status", string(e.Status)), kv("error", e.Error)}
+		return []string{kv("job_id", e.JobID), kv("status", string(e.Status)), kv("error", e.Error)}
 	case *tlwebhook.JobCompleted:
-		return "OnJobCompleted", []string{kv("job_id", e.JobID), kv("status", string(e.Status)),
+		return []string{kv("job_id", e.JobID), kv("status", string(e.Status)),
 			kv("pages_parsed", strconv.FormatInt(e.Usage.PagesParsed, 10))}
 	case *tlwebhook.WorkflowCompleted:
-		return "OnWorkflowCompleted", []string{kv("workflow", e.WorkflowName), kv("invocation", e.InvocationID),
+		return []string{kv("workflow", e.WorkflowName), kv("invocation", e.InvocationID),
 			kv("succeeded", strings.Join(e.Succeeded(), ",")), kv("failed", strings.Join(e.Failed(), ","))}
 	case *tlwebhook.SandboxEvent:
 		f := []string{kv("event_id", e.EventID), kv("sandbox", e.Data.Sandbox.ID), kv("status", string(e.Data.Sandbox.Status))}
 		if r := e.Data.Sandbox.OutcomeReason; r != nil {
 			f = append(f, kv("outcome_reason", string(*r)))
 		}
-		return "OnSandboxEvent", f
+		return f
 	case *tlwebhook.ApplicationEvent:
 		a := e.Data.Application
-		return "OnApplicationEvent", []string{kv("event_id", e.EventID), kv("application", a.Name),
+		return []string{kv("event_id", e.EventID), kv("application", a.Name),
 			kv("version", a.Version), kv("state", string(a.State))}
 	case *tlwebhook.RequestEvent:
 		r := e.Data.Request
@@ -42,23 +43,40 @@ func describe(ev tlwebhook.Event) (callback string, fields []string) {
 		if r.FailureReason != nil {
 			f = append(f, kv("failure_reason", string(*r.FailureReason)))
 		}
-		return "OnRequestEvent", f
+		return f
 	case *tlwebhook.UnknownEvent:
-		return "OnUnknown", []string{kv("event_type", string(e.EventType)), kv("event_id", e.EventID)}
+		return []string{kv("event_type", string(e.EventType)), kv("event_id", e.EventID)}
 	}
-	return "none", nil
+	return nil
 }
 
-// onEvery registers fn as every callback of h.
-func onEvery(h *tlwebhook.Handler, fn func(context.Context, tlwebhook.Event) error) {
-	h.OnJobCreated(func(ctx context.Context, ev *tlwebhook.JobCreated) error { return fn(ctx, ev) })
-	h.OnJobFailed(func(ctx context.Context, ev *tlwebhook.JobFailed) error { return fn(ctx, ev) })
-	h.OnJobCompleted(func(ctx context.Context, ev *tlwebhook.JobCompleted) error { return fn(ctx, ev) })
-	h.OnWorkflowCompleted(func(ctx context.Context, ev *tlwebhook.WorkflowCompleted) error { return fn(ctx, ev) })
-	h.OnSandboxEvent(func(ctx context.Context, ev *tlwebhook.SandboxEvent) error { return fn(ctx, ev) })
-	h.OnApplicationEvent(func(ctx context.Context, ev *tlwebhook.ApplicationEvent) error { return fn(ctx, ev) })
-	h.OnRequestEvent(func(ctx context.Context, ev *tlwebhook.RequestEvent) error { return fn(ctx, ev) })
-	h.OnUnknown(func(ctx context.Context, ev *tlwebhook.UnknownEvent) error { return fn(ctx, ev) })
+// onEvery registers fn as every callback of h, with the callback's name.
+func onEvery(h *tlwebhook.Handler, fn func(ctx context.Context, callback string, ev tlwebhook.Event) error) {
+	everycallback.Register(h, fn)
+}
+
+// callbackFor names the callback an event type reaches, from the library's
+// event table: its own, else its family's; OnUnknown for a type the table
+// does not model.
+func callbackFor(t tlwebhook.EventType) string {
+	kinds := tlwebhook.EventKinds()
+	for _, k := range kinds {
+		if slices.Contains(k.Types, t) && k.Callback != "" {
+			return k.Callback
+		}
+	}
+	best := ""
+	for _, k := range kinds {
+		if k.Prefix != "" && strings.HasPrefix(string(t), k.Prefix) && len(k.Prefix) > len(best) {
+			best = k.Prefix
+		}
+	}
+	for _, k := range kinds {
+		if best != "" && k.Prefix == best {
+			return k.Callback
+		}
+	}
+	return "OnUnknown"
 }
 
 // recordHandler is a [slog.Handler] that passes each record at Info or

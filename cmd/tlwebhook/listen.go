@@ -64,9 +64,9 @@ Point "tlwebhook send" at it, or a tunnel to test real deliveries.`)
 	if err != nil {
 		return f.usageError(e, "%v", err)
 	}
-	onEvery(h, func(ctx context.Context, ev tlwebhook.Event) error {
+	onEvery(h, func(ctx context.Context, callback string, ev tlwebhook.Event) error {
 		d, _ := tlwebhook.DeliveryFromContext(ctx)
-		callback, fields := describe(ev)
+		fields := describe(ev)
 		typ := string(ev.Type())
 		if typ == "" {
 			typ = "unknown"

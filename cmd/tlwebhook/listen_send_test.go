@@ -118,7 +118,7 @@ func TestSendManyShowsProgress(t *testing.T) {
 	h, err := tlwebhook.NewHandler(secret)
 	require.NoError(t, err)
 	var calls atomic.Int64
-	onEvery(h, func(context.Context, tlwebhook.Event) error {
+	onEvery(h, func(context.Context, string, tlwebhook.Event) error {
 		calls.Add(1)
 		return nil
 	})

@@ -38,14 +38,13 @@ func runCmd(t *testing.T, stdin string, getenv func(string) string, args ...stri
 }
 
 // wantCallback is the callback each event type must reach.
-func wantCallback(t tlwebhook.EventType) string { return testutil.WantCallback[string(t)] }
+func wantCallback(t tlwebhook.EventType) string { return testutil.WantCallback(string(t)) }
 
 func TestDemo(t *testing.T) {
 	r := runCmd(t, "", noEnv, "demo")
 	require.Equal(t, exitOK, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 	types := tlwebhook.EventTypes()
-	require.Len(t, testutil.WantCallback, len(types))
 	require.Len(t, lines, 1+len(types)+2+1, r.stdout)
 
 	assert.Regexp(t, `^demo: receiver on http://127\.0\.0\.1:\d+/webhooks/tensorlake with a fresh secret, 18 deliveries$`, lines[0])

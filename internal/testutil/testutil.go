@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -34,25 +35,30 @@ func (b *SyncBuffer) Len() int {
 	return b.buf.Len()
 }
 
-// WantCallback names the Handler callback each event type must reach,
-// written out rather than derived from the library so that a wrong mapping
-// fails. Keys are tlwebhook.EventType values (this package cannot import
-// tlwebhook: the root package's own tests import it).
-var WantCallback = map[string]string{
-	"tensorlake.document_ingestion.job.created":   "OnJobCreated",
-	"tensorlake.document_ingestion.job.failed":    "OnJobFailed",
-	"tensorlake.document_ingestion.job.completed": "OnJobCompleted",
-	"tlwebhook.workflow.completed":                "OnWorkflowCompleted",
-	"tensorlake.sandbox.created":                  "OnSandboxEvent",
-	"tensorlake.sandbox.running":                  "OnSandboxEvent",
-	"tensorlake.sandbox.suspended":                "OnSandboxEvent",
-	"tensorlake.sandbox.resumed":                  "OnSandboxEvent",
-	"tensorlake.sandbox.terminated":               "OnSandboxEvent",
-	"tensorlake.sandbox.failed":                   "OnSandboxEvent",
-	"tensorlake.application.created":              "OnApplicationEvent",
-	"tensorlake.application.updated":              "OnApplicationEvent",
-	"tensorlake.application.deleted":              "OnApplicationEvent",
-	"tensorlake.application.request.created":      "OnRequestEvent",
-	"tensorlake.application.request.completed":    "OnRequestEvent",
-	"tensorlake.application.request.failed":       "OnRequestEvent",
+// WantCallback names the Handler callback an event type must reach,
+// written from the wire format's rules rather than derived from the library
+// so that a wrong mapping fails: the three job types and the workflow
+// payload have their own callbacks, and every lifecycle type reaches its
+// family's callback, types added later included. It returns "" for a type
+// that must reach OnUnknown.
+func WantCallback(eventType string) string {
+	switch eventType {
+	case "tensorlake.document_ingestion.job.created":
+		return "OnJobCreated"
+	case "tensorlake.document_ingestion.job.failed":
+		return "OnJobFailed"
+	case "tensorlake.document_ingestion.job.completed":
+		return "OnJobCompleted"
+	case "tlwebhook.workflow.completed":
+		return "OnWorkflowCompleted"
+	}
+	switch {
+	case strings.HasPrefix(eventType, "tensorlake.sandbox."):
+		return "OnSandboxEvent"
+	case strings.HasPrefix(eventType, "tensorlake.application.request."):
+		return "OnRequestEvent"
+	case strings.HasPrefix(eventType, "tensorlake.application."):
+		return "OnApplicationEvent"
+	}
+	return "OnUnknown"
 }

@@ -1,0 +1,55 @@
+package tlwebhook
+
+import (
+	"context"
+	"time"
+)
+
+// An Observer is told about every request a [Handler] answers and every
+// [Handler.Process] call, once each, after the answer is decided; see
+// [WithObserver]. Observe runs on the request's goroutine: it should be
+// quick and must be safe for concurrent use.
+type Observer interface {
+	Observe(ctx context.Context, o Observation)
+}
+
+// An Observation describes what happened to one delivery.
+type Observation struct {
+	// Delivery is the delivery; ID is empty when the request was rejected
+	// before its headers were read.
+	Delivery Delivery
+	// EventType is the decoded event's type; empty when the request was
+	// rejected before decoding.
+	EventType EventType
+	// Outcome says what happened.
+	Outcome DeliveryOutcome
+	// Status is the HTTP status answered; 0 for [Handler.Process].
+	Status int
+	// Err is the reason for a rejection or failure: an error wrapping one
+	// of the package's sentinels, or the callback's error. Nil when
+	// processed.
+	Err error
+	// Duration is the callback's run time; zero when no callback ran.
+	Duration time.Duration
+}
+
+// A DeliveryOutcome says what happened to a delivery.
+type DeliveryOutcome string
+
+// Delivery outcomes.
+const (
+	// DeliveryProcessed: verified, and its callback returned nil or it has
+	// none.
+	DeliveryProcessed DeliveryOutcome = "processed"
+	// DeliveryDuplicate: a copy of a message that is in progress (409) or
+	// was completed (204); no callback ran.
+	DeliveryDuplicate DeliveryOutcome = "duplicate"
+	// DeliveryRejected: refused before any callback: not allowed, not
+	// verified, too large or not decodable.
+	DeliveryRejected DeliveryOutcome = "rejected"
+	// DeliveryFailed: the callback returned an error, panicked or overran
+	// its deadline, or the deduplicator or inbox was unavailable.
+	DeliveryFailed DeliveryOutcome = "failed"
+	// DeliveryEnqueued: recorded in the inbox ([WithInbox]).
+	DeliveryEnqueued DeliveryOutcome = "enqueued"
+)
