@@ -69,8 +69,9 @@ func BenchmarkHandler(b *testing.B) {
 	}
 }
 
-// BenchmarkObserve measures Observe alone, for a processed delivery, with
-// the SDK providers of BenchmarkHandler's sdk variant.
+// BenchmarkObserve measures Observe alone, for a processed delivery whose
+// callback ran and for a rejected one, with the global providers (no SDK
+// installed) and with the SDK providers of BenchmarkHandler's sdk variant.
 func BenchmarkObserve(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
@@ -78,18 +79,41 @@ func BenchmarkObserve(b *testing.B) {
 		_ = mp.Shutdown(context.Background())
 		_ = tp.Shutdown(context.Background())
 	})
-	obs := tlwebhookotel.New(tlwebhookotel.WithMeterProvider(mp), tlwebhookotel.WithTracerProvider(tp))
-	o := tlwebhook.Observation{
-		Delivery:  tlwebhook.Delivery{ID: tlwebhooktest.NewMessageID(), Timestamp: time.Now()},
-		EventType: tlwebhook.EventTypeJobCompleted,
-		Outcome:   tlwebhook.DeliveryProcessed,
-		Status:    http.StatusNoContent,
-		Duration:  time.Millisecond,
+	observers := []struct {
+		name string
+		obs  tlwebhook.Observer
+	}{
+		{"global", tlwebhookotel.New()},
+		{"sdk", tlwebhookotel.New(tlwebhookotel.WithMeterProvider(mp), tlwebhookotel.WithTracerProvider(tp))},
+	}
+	observations := []struct {
+		name string
+		o    tlwebhook.Observation
+	}{
+		{"processed", tlwebhook.Observation{
+			Delivery:  tlwebhook.Delivery{ID: tlwebhooktest.NewMessageID(), Timestamp: time.Now()},
+			EventType: tlwebhook.EventTypeJobCompleted,
+			Outcome:   tlwebhook.DeliveryProcessed,
+			Status:    http.StatusNoContent,
+			Duration:  time.Millisecond,
+		}},
+		{"rejected", tlwebhook.Observation{
+			Delivery: tlwebhook.Delivery{ID: tlwebhooktest.NewMessageID(), Timestamp: time.Now()},
+			Outcome:  tlwebhook.DeliveryRejected,
+			Status:   http.StatusUnauthorized,
+			Err:      tlwebhook.ErrNoMatchingSignature,
+		}},
 	}
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		obs.Observe(ctx, o)
+	for _, p := range observers {
+		for _, o := range observations {
+			b.Run("provider="+p.name+"/"+o.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					p.obs.Observe(ctx, o.o)
+				}
+			})
+		}
 	}
 }
 

@@ -138,7 +138,7 @@ type observer struct {
 type attrs struct {
 	add  []metric.AddOption
 	rec  []metric.RecordOption
-	span trace.SpanStartEventOption
+	span []trace.SpanStartOption // one: the attributes
 }
 
 // New returns a [tlwebhook.Observer] that counts deliveries, records
@@ -196,9 +196,16 @@ func New(opts ...Option) tlwebhook.Observer {
 func (o *observer) Observe(ctx context.Context, obs tlwebhook.Observation) {
 	a := o.attrsFor(obs.EventType, obs.Outcome, obs.Status)
 
-	end := time.Now()
-	start := end.Add(-obs.Duration)
-	ctx, span := o.tracer.Start(ctx, SpanName, a.span, trace.WithTimestamp(start))
+	// The span ends now and starts when the callback started: Observe is
+	// called once the answer is known. Without a callback it starts now,
+	// with no timestamp option to allocate.
+	var span trace.Span
+	if obs.Duration > 0 {
+		start := time.Now().Add(-obs.Duration)
+		ctx, span = o.tracer.Start(ctx, SpanName, a.span[0], trace.WithTimestamp(start))
+	} else {
+		ctx, span = o.tracer.Start(ctx, SpanName, a.span...)
+	}
 	if span.IsRecording() {
 		if id := obs.Delivery.ID; plausibleID(id) {
 			span.SetAttributes(AttrDeliveryID.String(id))
@@ -213,7 +220,7 @@ func (o *observer) Observe(ctx context.Context, obs tlwebhook.Observation) {
 	if obs.Duration > 0 {
 		o.duration.Record(ctx, obs.Duration.Seconds(), a.rec...)
 	}
-	span.End(trace.WithTimestamp(end))
+	span.End()
 }
 
 // attrsFor returns the attributes of a (type, outcome, status) triple,
@@ -268,7 +275,7 @@ func (o *observer) newAttrs(ti, oi, status int) *attrs {
 	return &attrs{
 		add:  []metric.AddOption{opt},
 		rec:  []metric.RecordOption{opt},
-		span: trace.WithAttributes(kvs...),
+		span: []trace.SpanStartOption{trace.WithAttributes(kvs...)},
 	}
 }
 
