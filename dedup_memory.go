@@ -12,10 +12,11 @@ import (
 
 // Defaults of [NewMemoryDeduplicator].
 const (
-	// DefaultDedupLease is how long a claim lasts when it is neither
-	// completed nor released, for example because the process crashed. It
-	// is longer than [DefaultCallbackTimeout], so that a callback that
-	// respects its deadline finishes within its lease.
+	// DefaultDedupLease is how long a claim lasts without renewal, for
+	// example because the process crashed. While a callback runs, the
+	// [Handler] renews its claim every third of the lease (see
+	// [LeaseRenewer]), so the lease bounds how long a crashed holder
+	// delays the retry, not how long a callback may run.
 	DefaultDedupLease = 30 * time.Second
 
 	// DefaultDedupRetention is how long a completed key is remembered. It is
@@ -27,52 +28,51 @@ const (
 	DefaultMemoryMaxEntries = 100_000
 )
 
-// A MemoryOption configures a [MemoryDeduplicator].
+// MinMemoryLease is the shortest lease [NewMemoryDeduplicator] accepts. A
+// [Handler] renews a claim every third of the lease; below a tenth of a
+// second, ordinary scheduling delays (a busy machine, a garbage collection)
+// would let claims lapse while their callbacks still run.
+const MinMemoryLease = 100 * time.Millisecond
+
+// A MemoryOption configures a [MemoryDeduplicator]. [NewMemoryDeduplicator]
+// checks the values.
 type MemoryOption func(*MemoryDeduplicator)
 
-// MemoryLease sets how long a claim lasts when it is neither completed nor
-// released. The default is [DefaultDedupLease]. It should be longer than the
-// Handler's callback timeout ([WithCallbackTimeout]). MemoryLease panics if
-// d is not positive.
+// MemoryLease sets how long a claim lasts without renewal. The default is
+// [DefaultDedupLease]; [NewMemoryDeduplicator] refuses a lease under
+// [MinMemoryLease].
 func MemoryLease(d time.Duration) MemoryOption {
-	if d <= 0 {
-		panic(fmt.Sprintf("tlwebhook: MemoryLease(%v): lease must be positive", d))
-	}
 	return func(m *MemoryDeduplicator) { m.lease = d }
 }
 
 // MemoryRetention sets how long a completed key is remembered. The default
-// is [DefaultDedupRetention]. MemoryRetention panics if d is not positive.
+// is [DefaultDedupRetention]; [NewMemoryDeduplicator] refuses a retention
+// that is not positive.
 func MemoryRetention(d time.Duration) MemoryOption {
-	if d <= 0 {
-		panic(fmt.Sprintf("tlwebhook: MemoryRetention(%v): retention must be positive", d))
-	}
 	return func(m *MemoryDeduplicator) { m.retention = d }
 }
 
 // MemoryMaxEntries bounds the number of keys held. The default is
-// [DefaultMemoryMaxEntries]. MemoryMaxEntries panics if n is not positive.
+// [DefaultMemoryMaxEntries]; [NewMemoryDeduplicator] refuses a bound that
+// is not positive.
 func MemoryMaxEntries(n int) MemoryOption {
-	if n <= 0 {
-		panic(fmt.Sprintf("tlwebhook: MemoryMaxEntries(%d): bound must be positive", n))
-	}
 	return func(m *MemoryDeduplicator) { m.max = n }
 }
 
 // MemoryClock sets the function that tells the current time, for tests. The
-// default is [time.Now]. MemoryClock panics if now is nil.
+// default is [time.Now]; [NewMemoryDeduplicator] refuses nil.
 func MemoryClock(now func() time.Time) MemoryOption {
-	if now == nil {
-		panic("tlwebhook: MemoryClock(nil)")
+	return func(m *MemoryDeduplicator) {
+		m.now = now
+		m.nilClock = now == nil
 	}
-	return func(m *MemoryDeduplicator) { m.now = now }
 }
 
 // A MemoryDeduplicator is a [Deduplicator] that keeps its records in the
-// memory of one process. It suits a service that runs as a single replica;
-// replicas that share deliveries need a shared store such as the one in
-// github.com/tlwebhook/tlwebhook/redisdedup. It is safe for concurrent use,
-// and Claim, Complete and Release take constant time.
+// memory of one process, and a [LeaseRenewer]. It suits a service that runs
+// as a single replica; replicas that share deliveries need a shared store
+// such as the one in github.com/tlwebhook/tlwebhook/redisdedup. It is safe
+// for concurrent use, and its methods take constant time.
 //
 // The table is bounded ([MemoryMaxEntries]). Expired entries are dropped as
 // the table is used. When a new key arrives and the table is full, the
@@ -89,23 +89,31 @@ func MemoryClock(now func() time.Time) MemoryOption {
 // comes to at most about 19 MB.
 //
 // Claim never blocks on I/O and ignores its context; it fails only with
-// [ErrDeduplicatorFull]. Complete and Release never fail.
+// [ErrDeduplicatorFull]. Complete, Release and Renew fail only when the
+// token no longer holds the claim, with an error wrapping [ErrClaimLost]:
+// its lease ran out (whether or not the key was claimed again since; a
+// claim whose lease passed counts as gone even before another claim
+// replaces it), or the claim was settled, or the token was never issued
+// for the key. They then change nothing. Completing a key again with the
+// token that completed it succeeds, as a resent request does with a
+// networked store.
 type MemoryDeduplicator struct {
 	lease     time.Duration
 	retention time.Duration
 	max       int
 	now       func() time.Time
+	nilClock  bool      // MemoryClock(nil) was given
 	base      time.Time // times are kept as offsets from base
 
 	mu      sync.Mutex
 	entries map[string]*memEntry
-	claims  memList // claimed entries, oldest claim first
+	claims  memList // claimed entries, earliest expiry first
 	done    memList // completed entries, oldest completion first
 }
 
 // memEntry is one key's record; it sits in exactly one of the two lists.
-// Because the lease and the retention are fixed, each list is in order of
-// expiry too.
+// Because the lease and the retention are fixed, and a renewed claim moves
+// to the back of its list, each list is in order of expiry.
 type memEntry struct {
 	key        string
 	expires    time.Duration // offset from base
@@ -121,8 +129,11 @@ const tokenBytes = 16
 // way, so that expired entries do not pile up while latency stays bounded.
 const sweepBatch = 4
 
-// NewMemoryDeduplicator returns an empty [MemoryDeduplicator].
-func NewMemoryDeduplicator(opts ...MemoryOption) *MemoryDeduplicator {
+// NewMemoryDeduplicator returns an empty [MemoryDeduplicator]. It refuses,
+// with an error wrapping [ErrInvalidOption], options that cannot work: a
+// lease under [MinMemoryLease], a retention or a bound that is not
+// positive, a nil clock.
+func NewMemoryDeduplicator(opts ...MemoryOption) (*MemoryDeduplicator, error) {
 	m := &MemoryDeduplicator{
 		lease:     DefaultDedupLease,
 		retention: DefaultDedupRetention,
@@ -135,11 +146,25 @@ func NewMemoryDeduplicator(opts ...MemoryOption) *MemoryDeduplicator {
 			opt(m)
 		}
 	}
+	switch {
+	case m.lease < MinMemoryLease:
+		return nil, fmt.Errorf("%w: MemoryLease(%v): the lease must be at least %v (MinMemoryLease), so that renewals every third of it come in time",
+			ErrInvalidOption, m.lease, MinMemoryLease)
+	case m.retention <= 0:
+		return nil, fmt.Errorf("%w: MemoryRetention(%v): the retention must be positive", ErrInvalidOption, m.retention)
+	case m.max <= 0:
+		return nil, fmt.Errorf("%w: MemoryMaxEntries(%d): the bound must be positive", ErrInvalidOption, m.max)
+	case m.nilClock:
+		return nil, fmt.Errorf("%w: MemoryClock(nil)", ErrInvalidOption)
+	}
 	m.base = m.now()
 	m.claims.init()
 	m.done.init()
-	return m
+	return m, nil
 }
+
+// Lease returns how long a claim lasts without renewal ([MemoryLease]).
+func (m *MemoryDeduplicator) Lease() time.Duration { return m.lease }
 
 // clock returns the current time as an offset from base. With the default
 // clock the offset uses the monotonic clock, so wall-clock jumps do not
@@ -190,14 +215,18 @@ func (m *MemoryDeduplicator) claim(e *memEntry, token [2 * tokenBytes]byte, now 
 }
 
 // Complete marks key as processed for the retention period, if token holds
-// a live claim on it; otherwise it does nothing. It returns nil.
+// a live claim on it; see [MemoryDeduplicator] for when it returns an error
+// wrapping [ErrClaimLost] instead.
 func (m *MemoryDeduplicator) Complete(_ context.Context, key, token string) error {
 	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.holder(key, token, now)
-	if e == nil {
-		return nil
+	e, err := m.holder(key, token, now)
+	if err != nil {
+		if e != nil && e.done && now < e.expires && string(e.token[:]) == token {
+			return nil // completed by this very token already
+		}
+		return fmt.Errorf("complete: %w", err)
 	}
 	e.unlink()
 	e.done = true
@@ -206,27 +235,58 @@ func (m *MemoryDeduplicator) Complete(_ context.Context, key, token string) erro
 	return nil
 }
 
-// Release deletes the claim on key, if token holds a live claim on it;
-// otherwise it does nothing. It returns nil.
+// Release deletes the claim on key, if token holds a live claim on it; see
+// [MemoryDeduplicator] for when it returns an error wrapping [ErrClaimLost]
+// instead.
 func (m *MemoryDeduplicator) Release(_ context.Context, key, token string) error {
 	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.holder(key, token, now); e != nil {
-		m.remove(e)
+	e, err := m.holder(key, token, now)
+	if err != nil {
+		return fmt.Errorf("release: %w", err)
 	}
+	m.remove(e)
 	return nil
 }
 
-// holder returns key's entry if it is a live claim held by token, else nil.
-// A claim whose lease has passed is treated as gone, as in a store where it
-// would have expired.
-func (m *MemoryDeduplicator) holder(key, token string, now time.Duration) *memEntry {
-	e, ok := m.entries[key]
-	if !ok || e.done || now >= e.expires || string(e.token[:]) != token {
-		return nil
+// Renew extends the claim token holds on key to a full lease from now; see
+// [LeaseRenewer]. If token no longer holds a live claim on it, Renew
+// changes nothing and returns an error wrapping [ErrClaimLost].
+func (m *MemoryDeduplicator) Renew(_ context.Context, key, token string) error {
+	now := m.clock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.holder(key, token, now)
+	if err != nil {
+		return fmt.Errorf("renew: %w", err)
 	}
-	return e
+	// A renewed claim expires last: moving it to the back keeps the list
+	// in order of expiry.
+	e.unlink()
+	e.expires = now + m.lease
+	m.claims.pushBack(e)
+	return nil
+}
+
+// holder returns key's entry, and nil if it is a live claim held by token;
+// otherwise an error wrapping ErrClaimLost that says why. A claim whose
+// lease has passed is treated as gone, as in a store where it would have
+// expired.
+func (m *MemoryDeduplicator) holder(key, token string, now time.Duration) (*memEntry, error) {
+	e, ok := m.entries[key]
+	switch {
+	case !ok || now >= e.expires:
+		if ok && !e.done && string(e.token[:]) == token {
+			return e, fmt.Errorf("%w: the lease ran out", ErrClaimLost)
+		}
+		return e, fmt.Errorf("%w: no record: the lease ran out, or the claim never existed", ErrClaimLost)
+	case e.done:
+		return e, fmt.Errorf("%w: the key is completed", ErrClaimLost)
+	case string(e.token[:]) != token:
+		return e, fmt.Errorf("%w: another holder holds the claim", ErrClaimLost)
+	}
+	return e, nil
 }
 
 // Len returns the number of entries held, including expired ones not yet
@@ -303,4 +363,7 @@ func (e *memEntry) unlink() {
 	e.prev, e.next = nil, nil
 }
 
-var _ Deduplicator = (*MemoryDeduplicator)(nil)
+var (
+	_ Deduplicator = (*MemoryDeduplicator)(nil)
+	_ LeaseRenewer = (*MemoryDeduplicator)(nil)
+)

@@ -52,7 +52,7 @@ func TestMemoryDeduplicatorSuite(t *testing.T) {
 	clock := newMemTestClock()
 	tlwebhooktest.TestDeduplicator(t, tlwebhooktest.DeduplicatorSuite{
 		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
-			d := tlwebhook.NewMemoryDeduplicator(
+			d := newMem(t,
 				tlwebhook.MemoryClock(clock.Now),
 				tlwebhook.MemoryLease(lease),
 				tlwebhook.MemoryRetention(retention),
@@ -78,7 +78,7 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newMemTestClock()
-			d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryClock(clock.Now))
+			d := newMem(t, tlwebhook.MemoryClock(clock.Now))
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			if tt.complete {
@@ -92,26 +92,139 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 	}
 }
 
-func TestMemoryOptionsRejectInvalidValues(t *testing.T) {
+// newMem returns a MemoryDeduplicator, failing the test on an error.
+func newMem(tb testing.TB, opts ...tlwebhook.MemoryOption) *tlwebhook.MemoryDeduplicator {
+	tb.Helper()
+	d, err := tlwebhook.NewMemoryDeduplicator(opts...)
+	require.NoError(tb, err)
+	return d
+}
+
+// TestNewMemoryDeduplicatorRefusesWhatCannotWork: options that cannot work
+// are refused with an error wrapping ErrInvalidOption; the edges are
+// accepted.
+func TestNewMemoryDeduplicatorRefusesWhatCannotWork(t *testing.T) {
 	tests := []struct {
 		name string
-		opt  func()
-		msg  string
+		opts []tlwebhook.MemoryOption
+		err  string // "": accepted
 	}{
-		{"zero lease", func() { tlwebhook.MemoryLease(0) }, "MemoryLease"},
-		{"negative lease", func() { tlwebhook.MemoryLease(-time.Second) }, "MemoryLease"},
-		{"zero retention", func() { tlwebhook.MemoryRetention(0) }, "MemoryRetention"},
-		{"zero bound", func() { tlwebhook.MemoryMaxEntries(0) }, "MemoryMaxEntries"},
-		{"nil clock", func() { tlwebhook.MemoryClock(nil) }, "MemoryClock"},
+		{"defaults", nil, ""},
+		{"nil option", []tlwebhook.MemoryOption{nil}, ""},
+		{"zero lease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(0)}, "MemoryLease(0s)"},
+		{"negative lease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(-time.Second)}, "MemoryLease(-1s)"},
+		{"lease under MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(tlwebhook.MinMemoryLease - 1)}, "at least 100ms"},
+		{"MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(tlwebhook.MinMemoryLease)}, ""},
+		{"zero retention", []tlwebhook.MemoryOption{tlwebhook.MemoryRetention(0)}, "MemoryRetention(0s)"},
+		{"retention shorter than the lease", []tlwebhook.MemoryOption{tlwebhook.MemoryRetention(time.Second)}, ""},
+		{"zero bound", []tlwebhook.MemoryOption{tlwebhook.MemoryMaxEntries(0)}, "MemoryMaxEntries(0)"},
+		{"nil clock", []tlwebhook.MemoryOption{tlwebhook.MemoryClock(nil)}, "MemoryClock(nil)"},
+		{"nil clock, then a clock", []tlwebhook.MemoryOption{tlwebhook.MemoryClock(nil), tlwebhook.MemoryClock(time.Now)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer func() {
-				p := recover()
-				require.NotNil(t, p, "no panic")
-				assert.Contains(t, fmt.Sprint(p), tt.msg)
-			}()
-			tt.opt()
+			d, err := tlwebhook.NewMemoryDeduplicator(tt.opts...)
+			if tt.err == "" {
+				require.NoError(t, err)
+				require.NotNil(t, d)
+				return
+			}
+			require.ErrorIs(t, err, tlwebhook.ErrInvalidOption)
+			assert.Contains(t, err.Error(), tt.err)
+			assert.Nil(t, d)
+		})
+	}
+}
+
+// TestMemoryDeduplicatorRenew: a renewal extends the claim by a full lease
+// from the renewal, any number of times; a claim that lapsed, was settled
+// or was never the token's cannot be renewed, completed or released, and
+// says so with ErrClaimLost and why, changing nothing.
+func TestMemoryDeduplicatorRenew(t *testing.T) {
+	ctx := context.Background()
+	lost := func(t *testing.T, err error, why string) {
+		t.Helper()
+		require.ErrorIs(t, err, tlwebhook.ErrClaimLost)
+		assert.Contains(t, err.Error(), why)
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock)
+	}{
+		{"renewals extend the claim", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+			for range 5 {
+				clock.Advance(memTestLease - time.Nanosecond)
+				require.NoError(t, d.Renew(ctx, "k", token))
+			}
+			clock.Advance(memTestLease - time.Nanosecond)
+			memClaim(t, d, "k", tlwebhook.ClaimInProgress)
+			clock.Advance(time.Nanosecond)
+			lost(t, d.Renew(ctx, "k", token), "the lease ran out")
+			lost(t, d.Complete(ctx, "k", token), "the lease ran out")
+			lost(t, d.Release(ctx, "k", token), "the lease ran out")
+			memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+		}},
+		{"a renewed claim is not swept as expired", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+			token := memClaim(t, d, "a", tlwebhook.ClaimAcquired)
+			clock.Advance(time.Second)
+			memClaim(t, d, "b", tlwebhook.ClaimAcquired)
+			clock.Advance(time.Second)
+			require.NoError(t, d.Renew(ctx, "a", token)) // a now expires after b
+			clock.Advance(memTestLease - time.Second)    // b expired, a live
+			for i := range 8 {
+				memClaim(t, d, "new"+strconv.Itoa(i), tlwebhook.ClaimAcquired) // sweeps
+			}
+			memClaim(t, d, "a", tlwebhook.ClaimInProgress)
+			require.NoError(t, d.Complete(ctx, "a", token))
+			memClaim(t, d, "b", tlwebhook.ClaimAcquired)
+		}},
+		{"lapsed and claimed again", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+			stale := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+			clock.Advance(memTestLease)
+			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+			lost(t, d.Renew(ctx, "k", stale), "another holder")
+			lost(t, d.Complete(ctx, "k", stale), "another holder")
+			lost(t, d.Release(ctx, "k", stale), "another holder")
+			memClaim(t, d, "k", tlwebhook.ClaimInProgress)
+			require.NoError(t, d.Renew(ctx, "k", token))
+			require.NoError(t, d.Complete(ctx, "k", token))
+		}},
+		{"completed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+			require.NoError(t, d.Complete(ctx, "k", token))
+			require.NoError(t, d.Complete(ctx, "k", token), "completing again with the same token")
+			lost(t, d.Renew(ctx, "k", token), "completed")
+			lost(t, d.Release(ctx, "k", token), "completed")
+			lost(t, d.Complete(ctx, "k", token+"x"), "completed")
+			memClaim(t, d, "k", tlwebhook.ClaimDone)
+		}},
+		{"released", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+			require.NoError(t, d.Release(ctx, "k", token))
+			lost(t, d.Renew(ctx, "k", token), "no record")
+			lost(t, d.Complete(ctx, "k", token), "no record")
+			memClaim(t, d, "k", tlwebhook.ClaimAcquired)
+		}},
+		{"never claimed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+			for _, token := range []string{"", "00000000000000000000000000000000"} {
+				lost(t, d.Renew(ctx, "k", token), "no record")
+				lost(t, d.Complete(ctx, "k", token), "no record")
+				lost(t, d.Release(ctx, "k", token), "no record")
+			}
+			assert.Zero(t, d.Len())
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newMemTestClock()
+			d := newMem(t,
+				tlwebhook.MemoryClock(clock.Now),
+				tlwebhook.MemoryLease(memTestLease),
+				tlwebhook.MemoryRetention(memTestRetention),
+			)
+			assert.Equal(t, memTestLease, d.Lease())
+			tt.run(t, d, clock)
 		})
 	}
 }
@@ -238,7 +351,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newMemTestClock()
-			d := tlwebhook.NewMemoryDeduplicator(
+			d := newMem(t,
 				tlwebhook.MemoryClock(clock.Now),
 				tlwebhook.MemoryLease(memTestLease),
 				tlwebhook.MemoryRetention(memTestRetention),
@@ -261,7 +374,7 @@ func TestMemoryDeduplicatorConcurrentMixed(t *testing.T) {
 		max        = 24
 	)
 	clock := newMemTestClock()
-	d := tlwebhook.NewMemoryDeduplicator(
+	d := newMem(t,
 		tlwebhook.MemoryClock(clock.Now),
 		// No lease passes during the test, so two holders at once would be
 		// a bug; retentions pass, so completed keys are claimed again.
@@ -327,7 +440,7 @@ func TestMemoryBytesPerEntry(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryMaxEntries(n))
+	d := newMem(t, tlwebhook.MemoryMaxEntries(n))
 	for i, k := range keys {
 		token, res, err := d.Claim(ctx, k)
 		require.NoError(t, err)
@@ -358,7 +471,7 @@ func BenchmarkMemoryClaimComplete(b *testing.B) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("evt_019f95fb-7f33-7000-8000-%012d", i)
 	}
-	d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryMaxEntries(max))
+	d := newMem(b, tlwebhook.MemoryMaxEntries(max))
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0

@@ -5,6 +5,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -19,8 +20,11 @@ func Example() {
 	client := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
 	defer client.Close()
 
-	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET"),
-		tlwebhook.WithDeduplicator(redisdedup.New(client)))
+	dedup, err := redisdedup.New(client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET"), tlwebhook.WithDeduplicator(dedup))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -39,5 +43,24 @@ func Example() {
 func ExampleWithPrefix() {
 	client := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
 	defer client.Close()
-	_ = redisdedup.New(client, redisdedup.WithPrefix("billing:tlwebhook:"))
+	dedup, err := redisdedup.New(client, redisdedup.WithPrefix("billing:tlwebhook:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = dedup // give it to tlwebhook.WithDeduplicator
+}
+
+// A lease shorter than the default makes a crashed replica's claim expire
+// sooner. While a callback runs, the Handler renews its claim every third
+// of the lease, so the lease limits how long a crash delays the retry, not
+// how long a callback may run. It must be at least three read timeouts of
+// the client, so that a renewal can wait one out and still be in time.
+func ExampleWithLease() {
+	client := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR"), ReadTimeout: time.Second})
+	defer client.Close()
+	dedup, err := redisdedup.New(client, redisdedup.WithLease(5*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = dedup // give it to tlwebhook.WithDeduplicator
 }

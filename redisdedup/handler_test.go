@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/redisdedup"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -56,9 +56,7 @@ func post(t *testing.T, req *http.Request) int {
 // fixture returns a lifecycle event payload.
 func fixture(t *testing.T) []byte {
 	t.Helper()
-	body, err := os.ReadFile("../testdata/sandbox_created.json")
-	require.NoError(t, err)
-	return body
+	return tlwebhooktest.Sample(tlwebhook.EventTypeSandboxCreated)
 }
 
 // TestHandlerRedisDown: with Redis unreachable, a verified delivery gets 503
@@ -66,7 +64,7 @@ func fixture(t *testing.T) []byte {
 func TestHandlerRedisDown(t *testing.T) {
 	body := fixture(t)
 	h, err := tlwebhook.NewHandler(testSecret,
-		tlwebhook.WithDeduplicator(redisdedup.New(downClient(t))),
+		tlwebhook.WithDeduplicator(newDedup(t, downClient(t))),
 		tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	var runs atomic.Int32
@@ -94,17 +92,17 @@ func TestHandlerCompletesAfterClientGone(t *testing.T) {
 	body := fixture(t)
 	tests := []struct {
 		name string
-		opts []tlwebhook.Option
+		opts []tlwebhook.HandlerOption
 	}{
 		{"default callback timeout", nil},
-		{"no callback timeout", []tlwebhook.Option{tlwebhook.WithCallbackTimeout(0)}},
+		{"no callback timeout", []tlwebhook.HandlerOption{tlwebhook.WithCallbackTimeout(0)}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := redis.NewClient(&redis.Options{Addr: addr, ConnMaxIdleTime: time.Millisecond})
 			t.Cleanup(func() { _ = c.Close() })
-			opts := append([]tlwebhook.Option{
-				tlwebhook.WithDeduplicator(redisdedup.New(c, redisdedup.WithPrefix(testPrefix(t, c)))),
+			opts := append([]tlwebhook.HandlerOption{
+				tlwebhook.WithDeduplicator(newDedup(t, c, redisdedup.WithPrefix(testPrefix(t, c)))),
 				tlwebhook.WithLogger(slog.New(slog.DiscardHandler)),
 			}, tt.opts...)
 			h, err := tlwebhook.NewHandler(testSecret, opts...)

@@ -16,6 +16,14 @@ import (
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
+// suiteReadTimeout is the read timeout of the clients of the conformance
+// suite: its leases are a suitePeriod, which must be at least three read
+// timeouts.
+const (
+	suitePeriod      = 900 * time.Millisecond
+	suiteReadTimeout = 300 * time.Millisecond
+)
+
 // TestDeduplicatorSuite runs the conformance suite against Redis in real
 // time: each scenario under a prefix of its own, each Deduplicator it opens
 // with a client of its own, connected before it is used, as a separate
@@ -26,13 +34,14 @@ func TestDeduplicatorSuite(t *testing.T) {
 		New: func(t *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
 			prefix := testPrefix(t, newClient(t, addr))
 			return func() tlwebhook.Deduplicator {
-				c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
+				c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1, ReadTimeout: suiteReadTimeout})
 				t.Cleanup(func() { _ = c.Close() })
 				require.NoError(t, c.Ping(context.Background()).Err())
-				return redisdedup.New(c, redisdedup.WithPrefix(prefix),
+				return newDedup(t, c, redisdedup.WithPrefix(prefix),
 					redisdedup.WithLease(lease), redisdedup.WithRetention(retention))
 			}
 		},
+		Period: suitePeriod,
 	})
 }
 
@@ -43,7 +52,7 @@ func TestRecords(t *testing.T) {
 	c := newClient(t, addr)
 	ctx := context.Background()
 	const (
-		lease     = 7 * time.Second
+		lease     = 20 * time.Second
 		retention = 3 * time.Hour
 		key       = "evt_019f95fb-7f33-7000-8000-000000000001"
 	)
@@ -68,29 +77,122 @@ func TestRecords(t *testing.T) {
 				k = key + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
 				t.Cleanup(func() { c.Del(context.Background(), redisdedup.DefaultPrefix+k) })
 			}
-			d := redisdedup.New(c, opts...)
+			d := newDedup(t, c, opts...)
+			assert.Equal(t, lease, d.Lease())
 			rkey := prefix + k
+			pttl := func() time.Duration { return c.PTTL(ctx, rkey).Val() }
 
 			token, res, err := d.Claim(ctx, k)
 			require.NoError(t, err)
 			require.Equal(t, tlwebhook.ClaimAcquired, res)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val())
-			ttl := c.PTTL(ctx, rkey).Val()
-			assert.InDelta(t, lease.Milliseconds(), ttl.Milliseconds(), 1000, "lease as expiry")
+			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "lease as expiry")
+
+			require.NoError(t, c.PExpire(ctx, rkey, time.Second).Err())
+			require.NoError(t, d.Renew(ctx, k, token))
+			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val(), "renewal keeps the value")
+			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "renewal: a full lease again")
 
 			require.NoError(t, d.Complete(ctx, k, token))
-			assert.Equal(t, "done", c.Get(ctx, rkey).Val())
-			ttl = c.PTTL(ctx, rkey).Val()
-			assert.InDelta(t, retention.Milliseconds(), ttl.Milliseconds(), 1000, "retention as expiry")
+			assert.Equal(t, "done:"+token, c.Get(ctx, rkey).Val())
+			assert.InDelta(t, retention.Milliseconds(), pttl().Milliseconds(), 1000, "retention as expiry")
 
 			require.NoError(t, c.Del(ctx, rkey).Err())
 			token, _, err = d.Claim(ctx, k)
 			require.NoError(t, err)
 			require.NoError(t, d.Release(ctx, k, token))
-			assert.Equal(t, int64(0), c.Exists(ctx, rkey).Val(), "released key deleted")
+			assert.Equal(t, "free:"+token, c.Get(ctx, rkey).Val(), "released key: a marker for resent releases")
+			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "the marker lasts a lease")
+			token2, res, err := d.Claim(ctx, k)
+			require.NoError(t, err)
+			assert.Equal(t, tlwebhook.ClaimAcquired, res, "a released key is free")
+			assert.Equal(t, "claim:"+token2, c.Get(ctx, rkey).Val())
 		})
 	}
+}
+
+// TestLegacyDone: a completion written by an earlier version, a bare
+// "done", still counts as done.
+func TestLegacyDone(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := testPrefix(t, c)
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, prefix+"k", "done", time.Minute).Err())
+	d := newDedup(t, c, redisdedup.WithPrefix(prefix))
+	token, res, err := d.Claim(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, tlwebhook.ClaimDone, res)
+	assert.Empty(t, token)
+}
+
+// TestClaimLost: Complete, Release and Renew with a token that no longer
+// holds the claim change nothing and return an error wrapping ErrClaimLost
+// that says why, whatever the key holds.
+func TestClaimLost(t *testing.T) {
+	addr := redisAddr(t)
+	c := newClient(t, addr)
+	prefix := testPrefix(t, c)
+	d := newDedup(t, c, redisdedup.WithPrefix(prefix))
+	ctx := context.Background()
+	const stale = "0123456789abcdef0123456789abcdef"
+
+	tests := []struct {
+		name  string
+		value string // what the key holds; "": nothing
+		why   string
+	}{
+		{"expired", "", "no record"},
+		{"claimed by another", "claim:fedcba9876543210fedcba9876543210", "another holder claimed the key"},
+		{"completed", "done:fedcba9876543210fedcba9876543210", "completed"},
+		{"completed by an earlier version", "done", "completed"},
+		{"released", "free:" + stale, "released"},
+		{"released by another", "free:fedcba9876543210fedcba9876543210", "released"},
+		{"foreign value", "something else", "does not write"},
+	}
+	ops := []struct {
+		name string
+		f    func(ctx context.Context, key, token string) error
+	}{
+		{"complete", d.Complete},
+		{"release", d.Release},
+		{"renew", d.Renew},
+	}
+	for _, tt := range tests {
+		for _, op := range ops {
+			t.Run(tt.name+"/"+op.name, func(t *testing.T) {
+				key := tt.name + "/" + op.name
+				if tt.value != "" {
+					require.NoError(t, c.Set(ctx, prefix+key, tt.value, time.Minute).Err())
+				}
+				err := op.f(ctx, key, stale)
+				if op.name == "release" && tt.value == "free:"+stale {
+					require.NoError(t, err, "a release resent by the client succeeds")
+					return
+				}
+				require.ErrorIs(t, err, tlwebhook.ErrClaimLost)
+				assert.Contains(t, err.Error(), "redisdedup: "+op.name)
+				assert.Contains(t, err.Error(), tt.why)
+				got, err := c.Get(ctx, prefix+key).Result()
+				if tt.value == "" {
+					assert.ErrorIs(t, err, redis.Nil, "nothing written")
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, tt.value, got, "value unchanged")
+				ttl := c.PTTL(ctx, prefix+key).Val()
+				assert.LessOrEqual(t, ttl, time.Minute, "expiry unchanged")
+				assert.Greater(t, ttl, 50*time.Second, "expiry unchanged")
+			})
+		}
+	}
+
+	t.Run("empty token", func(t *testing.T) {
+		for _, op := range ops {
+			assert.ErrorIs(t, op.f(ctx, "k", ""), tlwebhook.ErrClaimLost, op.name)
+		}
+	})
 }
 
 func TestPrefixSeparates(t *testing.T) {
@@ -98,9 +200,9 @@ func TestPrefixSeparates(t *testing.T) {
 	c := newClient(t, addr)
 	base := testPrefix(t, c)
 	ctx := context.Background()
-	a := redisdedup.New(c, redisdedup.WithPrefix(base+"a:"))
-	a2 := redisdedup.New(newClient(t, addr), redisdedup.WithPrefix(base+"a:"))
-	b := redisdedup.New(c, redisdedup.WithPrefix(base+"b:"))
+	a := newDedup(t, c, redisdedup.WithPrefix(base+"a:"))
+	a2 := newDedup(t, newClient(t, addr), redisdedup.WithPrefix(base+"a:"))
+	b := newDedup(t, c, redisdedup.WithPrefix(base+"b:"))
 
 	_, res, err := a.Claim(ctx, "k")
 	require.NoError(t, err)
@@ -129,7 +231,7 @@ func TestForeignValue(t *testing.T) {
 	addr := redisAddr(t)
 	c := newClient(t, addr)
 	prefix := testPrefix(t, c)
-	d := redisdedup.New(c, redisdedup.WithPrefix(prefix))
+	d := newDedup(t, c, redisdedup.WithPrefix(prefix))
 	ctx := context.Background()
 
 	tests := []struct {
@@ -159,7 +261,7 @@ func TestForeignValue(t *testing.T) {
 // TestRedisDown: when Redis cannot be reached, every method fails, wrapping
 // the cause, and nothing is claimed.
 func TestRedisDown(t *testing.T) {
-	d := redisdedup.New(downClient(t))
+	d := newDedup(t, downClient(t))
 
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -172,69 +274,98 @@ func TestRedisDown(t *testing.T) {
 		{"connection refused", context.Background(), syscall.ECONNREFUSED},
 		{"context canceled", canceled, context.Canceled},
 	}
+	const token = "00000000000000000000000000000000"
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			token, res, err := d.Claim(tt.ctx, "k")
+			got, res, err := d.Claim(tt.ctx, "k")
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.is)
 			assert.Contains(t, err.Error(), "redisdedup: claim")
-			assert.Empty(t, token)
+			assert.Empty(t, got)
 			assert.Zero(t, res)
 
-			err = d.Complete(tt.ctx, "k", "00000000000000000000000000000000")
-			assert.ErrorIs(t, err, tt.is)
-			assert.Contains(t, err.Error(), "redisdedup: complete")
-
-			err = d.Release(tt.ctx, "k", "00000000000000000000000000000000")
-			assert.ErrorIs(t, err, tt.is)
-			assert.Contains(t, err.Error(), "redisdedup: release")
+			for name, f := range map[string]func(context.Context, string, string) error{
+				"complete": d.Complete, "release": d.Release, "renew": d.Renew,
+			} {
+				err = f(tt.ctx, "k", token)
+				assert.ErrorIs(t, err, tt.is, name)
+				assert.NotErrorIs(t, err, tlwebhook.ErrClaimLost, "%s: unknown, not lost", name)
+				assert.Contains(t, err.Error(), "redisdedup: "+name)
+			}
 		})
 	}
 }
 
-func TestOptionsRejectInvalidValues(t *testing.T) {
+// TestNewRefusesWhatCannotWork: New refuses options that cannot work, with
+// an error wrapping ErrInvalidOption, and accepts the edges.
+func TestNewRefusesWhatCannotWork(t *testing.T) {
+	client := func(rt time.Duration) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ReadTimeout: rt})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = cluster.Close() })
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = ring.Close() })
+
 	tests := []struct {
-		name string
-		f    func()
-		msg  string
+		name   string
+		client redis.UniversalClient
+		opts   []redisdedup.Option
+		err    string // "": accepted
 	}{
-		{"zero lease", func() { redisdedup.WithLease(0) }, "redisdedup: WithLease(0s)"},
-		{"negative lease", func() { redisdedup.WithLease(-time.Second) }, "redisdedup: WithLease(-1s)"},
-		{"zero retention", func() { redisdedup.WithRetention(0) }, "redisdedup: WithRetention(0s)"},
-		{"nil client", func() { redisdedup.New(nil) }, "redisdedup: New(nil)"},
+		{"defaults", client(0), nil, ""},
+		{"nil client", nil, nil, "nil client"},
+		{"zero lease", client(0), []redisdedup.Option{redisdedup.WithLease(0)}, "WithLease(0s)"},
+		{"negative lease", client(0), []redisdedup.Option{redisdedup.WithLease(-time.Second)}, "WithLease(-1s)"},
+		{"lease under MinLease", client(-1), []redisdedup.Option{redisdedup.WithLease(redisdedup.MinLease - time.Millisecond)}, "at least 100ms"},
+		{"MinLease, no read timeout", client(-1), []redisdedup.Option{redisdedup.WithLease(redisdedup.MinLease)}, ""},
+		{"lease under three default read timeouts", client(0), []redisdedup.Option{redisdedup.WithLease(14 * time.Second)}, "three read timeouts of the client (5s each)"},
+		{"lease of three read timeouts", client(time.Second), []redisdedup.Option{redisdedup.WithLease(3 * time.Second)}, ""},
+		{"cluster client: lease under three read timeouts", cluster, []redisdedup.Option{redisdedup.WithLease(2 * time.Second)}, "three read timeouts"},
+		{"ring: lease under three read timeouts", ring, []redisdedup.Option{redisdedup.WithLease(2 * time.Second)}, "three read timeouts"},
+		{"cluster client: lease of three read timeouts", cluster, []redisdedup.Option{redisdedup.WithLease(3 * time.Second)}, ""},
+		{"zero retention", client(0), []redisdedup.Option{redisdedup.WithRetention(0)}, "WithRetention(0s)"},
+		{"retention shorter than the lease", client(0), []redisdedup.Option{redisdedup.WithRetention(time.Second)}, ""},
+		{"nil option", client(0), []redisdedup.Option{nil}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer func() {
-				p := recover()
-				require.NotNil(t, p, "no panic")
-				assert.Contains(t, p, tt.msg)
-			}()
-			tt.f()
+			d, err := redisdedup.New(tt.client, tt.opts...)
+			if tt.err == "" {
+				require.NoError(t, err)
+				require.NotNil(t, d)
+				return
+			}
+			require.ErrorIs(t, err, tlwebhook.ErrInvalidOption)
+			assert.Contains(t, err.Error(), tt.err)
+			assert.Nil(t, d)
 		})
 	}
 }
 
-// TestLeaseRoundsUp: a lease under a millisecond still claims (Redis
-// refuses PX 0), and expires.
-func TestLeaseRoundsUp(t *testing.T) {
+// TestLeaseMilliseconds: the lease reaches Redis as milliseconds, a
+// fraction of one rounded up.
+func TestLeaseMilliseconds(t *testing.T) {
 	addr := redisAddr(t)
 	c := newClient(t, addr)
-	d := redisdedup.New(c, redisdedup.WithPrefix(testPrefix(t, c)), redisdedup.WithLease(time.Microsecond))
+	prefix := testPrefix(t, c)
 	ctx := context.Background()
+	lease := 15*time.Second + 300*time.Microsecond
+	d := newDedup(t, c, redisdedup.WithPrefix(prefix), redisdedup.WithLease(lease), redisdedup.WithRetention(lease))
 	_, res, err := d.Claim(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, tlwebhook.ClaimAcquired, res)
-	require.Eventually(t, func() bool {
-		_, res, err := d.Claim(ctx, "k")
-		return err == nil && res == tlwebhook.ClaimAcquired
-	}, time.Second, 5*time.Millisecond)
+	ttl := c.PTTL(ctx, prefix+"k").Val()
+	assert.Greater(t, ttl, 15*time.Second-50*time.Millisecond)
+	assert.LessOrEqual(t, ttl, 15001*time.Millisecond)
 }
 
 func BenchmarkRedisClaimComplete(b *testing.B) {
 	addr := redisAddr(b)
 	c := newClient(b, addr)
-	d := redisdedup.New(c, redisdedup.WithPrefix(testPrefix(b, c)), redisdedup.WithRetention(time.Minute))
+	d := newDedup(b, c, redisdedup.WithPrefix(testPrefix(b, c)), redisdedup.WithRetention(time.Minute))
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0

@@ -80,10 +80,11 @@ const (
 //   - Release lets the next Claim claim the key;
 //   - a claim neither completed nor released (the holder crashed) is
 //     ClaimInProgress until its lease passes, then can be claimed again;
-//   - Complete and Release do nothing with a stale token (its lease
-//     passed and the key was claimed again), a token of another key, an
-//     altered, never-issued or empty token, or once the claim was
-//     settled, and the current holder's token still works after them;
+//   - Complete and Release do nothing with a token that no longer holds
+//     the claim: a stale token (its lease passed, whether or not the key
+//     was claimed again), a token of another key, an altered, never-issued
+//     or empty token, or once the claim was settled; and the current
+//     holder's token still works after them;
 //   - of 50 goroutines claiming one key at once, each through a
 //     Deduplicator of its own, exactly one claims it;
 //   - [tlwebhook.Handler] replicas sharing the store run the callback of
@@ -91,11 +92,26 @@ const (
 //     that meet it in progress and 2xx to later ones, run it again after
 //     a failure, and run it once the lease of a crashed holder passes.
 //
-// Every Claim, Complete and Release must succeed (return a nil error).
-// With real time the scenarios take about three Periods in all, and one
-// whose check could not be made in time, because the machine was too
-// slow, is skipped with a message. A suite without New, with only one of
-// Now and Sleep, or with Period or Margin out of range fails t at once.
+// A deduplicator that is also a [tlwebhook.LeaseRenewer] is held to more:
+//
+//   - Lease reports the lease it was made with;
+//   - Renew extends the claim to a full lease from the renewal, any number
+//     of times, and does nothing for a token that no longer holds it;
+//   - Complete, Release and Renew with a token that no longer holds the
+//     claim return an error wrapping [tlwebhook.ErrClaimLost] (a
+//     deduplicator that cannot renew may return nil there, or that error);
+//   - Handlers keep a claim for as long as its callback runs, past the
+//     lease: a copy meets it in progress (409) and the callback runs once;
+//   - a holder stalled past its lease (its renewals blocked) lets a copy
+//     run, and its Handler then logs the lost claim at error level.
+//
+// The scenarios of the LeaseRenewer are skipped, saying so, for a
+// deduplicator that is not one. Every other Claim, Complete, Release and
+// Renew must succeed (return a nil error). With real time the scenarios
+// take about three Periods in all, and one whose check could not be made in
+// time, because the machine was too slow, is skipped with a message. A
+// suite without New, with only one of Now and Sleep, or with Period or
+// Margin out of range fails t at once.
 //
 // A deduplicator kept in memory, with an injectable clock, is checked in
 // fake time (clock is any fake clock):
@@ -136,7 +152,7 @@ func TestDeduplicator(t *testing.T, s DeduplicatorSuite) {
 			}
 			err := cfg.run(t, sc)
 			switch {
-			case errors.Is(err, errTooSlow):
+			case errors.Is(err, errTooSlow), errors.Is(err, errNotRenewer):
 				t.Skip(err)
 			case err != nil:
 				t.Error(err)
@@ -207,6 +223,15 @@ func (c suiteConfig) run(t *testing.T, sc dedupScenario) error {
 	if r.d = open(); r.d == nil {
 		return errors.New("the open function of DeduplicatorSuite.New returned nil")
 	}
+	r.lr, r.renews = r.d.(tlwebhook.LeaseRenewer)
+	if sc.renewer && !r.renews {
+		return errNotRenewer
+	}
+	if sc.renewer {
+		if got, want := r.lr.Lease(), dur(sc.lease); got != want {
+			return fmt.Errorf("Lease() = %v, want %v, the lease given to DeduplicatorSuite.New", got, want)
+		}
+	}
 	if sc.steps != nil {
 		return r.play(sc.steps)
 	}
@@ -216,6 +241,10 @@ func (c suiteConfig) run(t *testing.T, sc dedupScenario) error {
 // errTooSlow marks a check that real time overtook: its result was
 // expected only if it came before a period ended, and it came after.
 var errTooSlow = errors.New("too slow to observe the period; skipped")
+
+// errNotRenewer marks a scenario of the LeaseRenewer contract played on a
+// deduplicator that does not implement it.
+var errNotRenewer = errors.New("the Deduplicator is not a tlwebhook.LeaseRenewer; scenario skipped")
 
 // dedupPeriod is how long a scenario's lease or retention is.
 type dedupPeriod int
@@ -230,6 +259,7 @@ const (
 type dedupScenario struct {
 	name             string
 	lease, retention dedupPeriod
+	renewer          bool // a scenario of the LeaseRenewer contract
 	steps            []dedupStep
 	run              func(*dedupRun) error
 }
@@ -242,6 +272,8 @@ type dedupRun struct {
 	ctx            context.Context
 	open           func() tlwebhook.Deduplicator
 	d              tlwebhook.Deduplicator // opened once, for the steps
+	lr             tlwebhook.LeaseRenewer // d, if it is one
+	renews         bool                   // d is a LeaseRenewer
 	now            func() time.Time
 	sleep          func(time.Duration)
 	period, margin time.Duration
@@ -270,6 +302,7 @@ const (
 	opClaim     stepOp = iota + 1
 	opComplete         // complete key with a named token
 	opRelease          // release key with a named token
+	opRenew            // renew key's claim with a named token
 	opWait             // wait one period
 	opUntilLive        // wait until Margin before the period from a mark ends
 	opUntilGone        // wait until Margin after the period from a mark ends
@@ -291,6 +324,10 @@ type dedupStep struct {
 	// must not have ended for want to hold: a claim answered after it
 	// ended is put down to a slow machine rather than failed.
 	live string
+	// lost is, for Complete, Release and Renew, that the token no longer
+	// holds the claim: the step must change nothing and return an error
+	// wrapping ErrClaimLost, or nil from a deduplicator that cannot renew.
+	lost bool
 }
 
 func stepClaim(key, name string) dedupStep {
@@ -312,6 +349,19 @@ func stepRelease(key, token string) dedupStep {
 	return dedupStep{op: opRelease, key: key, name: token}
 }
 
+// stepRenew renews key's claim with the named token; the time of the
+// renewal is kept as the mark "NAME renewed", replacing an earlier one.
+func stepRenew(key, token string) dedupStep {
+	return dedupStep{op: opRenew, key: key, name: token}
+}
+
+// lostClaim returns s, a Complete, Release or Renew, expected to find that
+// its token no longer holds the claim.
+func (s dedupStep) lostClaim() dedupStep {
+	s.lost = true
+	return s
+}
+
 func stepWait() dedupStep                 { return dedupStep{op: opWait} }
 func stepUntilLive(mark string) dedupStep { return dedupStep{op: opUntilLive, name: mark} }
 func stepUntilGone(mark string) dedupStep { return dedupStep{op: opUntilGone, name: mark} }
@@ -324,6 +374,8 @@ func (s dedupStep) String() string {
 		return fmt.Sprintf("complete %q with token %s", s.key, s.name)
 	case opRelease:
 		return fmt.Sprintf("release %q with token %s", s.key, s.name)
+	case opRenew:
+		return fmt.Sprintf("renew %q with token %s", s.key, s.name)
 	case opWait:
 		return "wait one period"
 	case opUntilLive:
@@ -348,22 +400,30 @@ func (r *dedupRun) step(s dedupStep) error {
 	switch s.op {
 	case opClaim:
 		return r.claim(s)
-	case opComplete, opRelease:
+	case opComplete, opRelease, opRenew:
 		token, err := r.token(s.name)
 		if err != nil {
 			return err
 		}
 		start := r.now()
-		if s.op == opComplete {
-			if err := r.d.Complete(r.ctx, s.key, token); err != nil {
-				return fmt.Errorf("error from Complete: %w", err)
+		switch s.op {
+		case opComplete:
+			err = r.settled("Complete", r.d.Complete(r.ctx, s.key, token), s.lost)
+			if err == nil && !s.lost {
+				r.marks[s.name+" completed"] = span{start, r.now()}
 			}
-			r.marks[s.name+" completed"] = span{start, r.now()}
-			return nil
+			return err
+		case opRelease:
+			return r.settled("Release", r.d.Release(r.ctx, s.key, token), s.lost)
 		}
-		if err := r.d.Release(r.ctx, s.key, token); err != nil {
-			return fmt.Errorf("error from Release: %w", err)
+		if !r.renews {
+			return errNotRenewer
 		}
+		err = r.settled("Renew", r.lr.Renew(r.ctx, s.key, token), s.lost)
+		if err == nil && !s.lost {
+			r.marks[s.name+" renewed"] = span{start, r.now()}
+		}
+		return err
 	case opWait:
 		r.sleep(r.period)
 	case opUntilLive, opUntilGone:
@@ -378,6 +438,22 @@ func (r *dedupRun) step(s dedupStep) error {
 		}
 	default:
 		return errors.New("unknown operation (a bug in the suite)")
+	}
+	return nil
+}
+
+// settled checks the error of a Complete, Release or Renew (op): nil when
+// the token holds the claim; when it no longer does (lost), an error
+// wrapping ErrClaimLost, which a deduplicator that cannot renew may leave
+// out.
+func (r *dedupRun) settled(op string, err error, lost bool) error {
+	switch {
+	case !lost && err != nil:
+		return fmt.Errorf("error from %s: %w", op, err)
+	case lost && err != nil && !errors.Is(err, tlwebhook.ErrClaimLost):
+		return fmt.Errorf("error from %s with a token that no longer holds the claim: %w; want one wrapping tlwebhook.ErrClaimLost", op, err)
+	case lost && err == nil && r.renews:
+		return fmt.Errorf("%s with a token that no longer holds the claim returned nil; a LeaseRenewer must return an error wrapping tlwebhook.ErrClaimLost", op)
 	}
 	return nil
 }
@@ -436,7 +512,8 @@ func (r *dedupRun) token(name string) (string, error) {
 
 // dedupScenarios returns the scenarios of [TestDeduplicator].
 func dedupScenarios() []dedupScenario {
-	claim, dup, complete, release := stepClaim, stepDup, stepComplete, stepRelease
+	claim, dup, complete, release, renew := stepClaim, stepDup, stepComplete, stepRelease, stepRenew
+	lost := dedupStep.lostClaim
 	const (
 		inProgress = tlwebhook.ClaimInProgress
 		completed  = tlwebhook.ClaimDone
@@ -470,41 +547,41 @@ func dedupScenarios() []dedupScenario {
 		}},
 		{name: "release with a stale token does nothing", lease: short, steps: []dedupStep{
 			claim("k", "t1"), stepUntilGone("t1"), claim("k", "t2"),
-			release("k", "t1"), dup("k", inProgress, "t2"),
+			lost(release("k", "t1")), dup("k", inProgress, "t2"),
 		}},
 		{name: "complete with a stale token does nothing", lease: short, steps: []dedupStep{
 			claim("k", "t1"), stepUntilGone("t1"), claim("k", "t2"),
-			complete("k", "t1"), dup("k", inProgress, "t2"),
+			lost(complete("k", "t1")), dup("k", inProgress, "t2"),
 			stepUntilGone("t2"), claim("k", "t3"),
 		}},
 		{name: "the current holder still completes after a stale release", lease: short, steps: []dedupStep{
 			claim("k", "t1"), stepUntilGone("t1"), claim("k", "t2"),
-			release("k", "t1"), complete("k", "t2"), dup("k", completed, "t2"),
+			lost(release("k", "t1")), complete("k", "t2"), dup("k", completed, "t2"),
 		}},
 		{name: "complete after the lease passed does nothing", lease: short, steps: []dedupStep{
-			claim("k", "t1"), stepUntilGone("t1"), complete("k", "t1"), claim("k", "t2"),
+			claim("k", "t1"), stepUntilGone("t1"), lost(complete("k", "t1")), claim("k", "t2"),
 		}},
 		{name: "unknown tokens do nothing", steps: []dedupStep{
 			claim("k", "t1"),
-			release("k", "never-issued"), complete("k", "never-issued"),
-			release("k", "empty"), complete("k", "empty"),
-			release("k", "t1+x"), complete("k", "t1+x"),
+			lost(release("k", "never-issued")), lost(complete("k", "never-issued")),
+			lost(release("k", "empty")), lost(complete("k", "empty")),
+			lost(release("k", "t1+x")), lost(complete("k", "t1+x")),
 			dup("k", inProgress, ""),
 			complete("k", "t1"), dup("k", completed, ""),
 		}},
 		{name: "a token of another key does nothing", steps: []dedupStep{
 			claim("a", "ta"), claim("b", "tb"),
-			complete("a", "tb"), release("a", "tb"), dup("a", inProgress, ""),
+			lost(complete("a", "tb")), lost(release("a", "tb")), dup("a", inProgress, ""),
 			complete("a", "ta"), dup("a", completed, ""), dup("b", inProgress, ""),
 		}},
 		{name: "release after complete does nothing", steps: []dedupStep{
-			claim("k", "t1"), complete("k", "t1"), release("k", "t1"), dup("k", completed, ""),
+			claim("k", "t1"), complete("k", "t1"), lost(release("k", "t1")), dup("k", completed, ""),
 		}},
 		{name: "complete after release does nothing", steps: []dedupStep{
-			claim("k", "t1"), release("k", "t1"), complete("k", "t1"), claim("k", "t2"), dup("k", inProgress, ""),
+			claim("k", "t1"), release("k", "t1"), lost(complete("k", "t1")), claim("k", "t2"), dup("k", inProgress, ""),
 		}},
 		{name: "complete and release of an unknown key do nothing", steps: []dedupStep{
-			complete("k", "never-issued"), release("k", "never-issued"), claim("k", "t1"),
+			lost(complete("k", "never-issued")), lost(release("k", "never-issued")), claim("k", "t1"),
 		}},
 		{name: "tokens are unique", run: uniqueTokens},
 		{name: "concurrent claims of one key: exactly one claims", run: concurrentClaims},
@@ -512,6 +589,42 @@ func dedupScenarios() []dedupScenario {
 		{name: "handlers run the callback once for concurrent messages of one event", run: handlerCopies(true)},
 		{name: "handlers run the callback again after a failure", run: handlerRetry},
 		{name: "handlers run the callback once the lease of a crashed holder passes", lease: short, run: handlerAfterCrash},
+
+		// The LeaseRenewer contract.
+		{name: "renew: the claim lasts a lease from each renewal", lease: short, renewer: true, steps: []dedupStep{
+			claim("k", "t1"),
+			stepUntilLive("t1"), renew("k", "t1"),
+			stepUntilLive("t1 renewed"), renew("k", "t1"),
+			stepUntilGone("t1"), dup("k", inProgress, "t1 renewed"),
+			stepUntilGone("t1 renewed"), claim("k", "t2"),
+			lost(renew("k", "t1")), lost(complete("k", "t1")), dup("k", inProgress, "t2"),
+			complete("k", "t2"), dup("k", completed, ""),
+		}},
+		{name: "renew: a renewed claim completes and releases", renewer: true, steps: []dedupStep{
+			claim("a", "ta"), renew("a", "ta"), complete("a", "ta"), dup("a", completed, ""),
+			claim("b", "tb"), renew("b", "tb"), release("b", "tb"), claim("b", "tb2"),
+		}},
+		{name: "renew with a stale token does nothing", lease: short, renewer: true, steps: []dedupStep{
+			claim("k", "t1"), stepUntilGone("t1"), claim("k", "t2"),
+			stepUntilLive("t2"), lost(renew("k", "t1")), dup("k", inProgress, "t2"),
+			stepUntilGone("t2"), claim("k", "t3"),
+		}},
+		{name: "renew after the lease passed does nothing", lease: short, renewer: true, steps: []dedupStep{
+			claim("k", "t1"), stepUntilGone("t1"), lost(renew("k", "t1")), claim("k", "t2"),
+		}},
+		{name: "renew with unknown tokens does nothing", lease: short, renewer: true, steps: []dedupStep{
+			claim("k", "t1"), stepUntilLive("t1"),
+			lost(renew("k", "never-issued")), lost(renew("k", "empty")), lost(renew("k", "t1+x")),
+			claim("b", "tb"), lost(renew("k", "tb")),
+			dup("k", inProgress, "t1"),
+			stepUntilGone("t1"), claim("k", "t2"),
+		}},
+		{name: "renew after complete or release does nothing", renewer: true, steps: []dedupStep{
+			claim("a", "ta"), complete("a", "ta"), lost(renew("a", "ta")), dup("a", completed, ""),
+			claim("b", "tb"), release("b", "tb"), lost(renew("b", "tb")), claim("b", "tb2"),
+		}},
+		{name: "handlers keep the claim while the callback outlasts the lease", lease: short, renewer: true, run: handlerOutlastsLease},
+		{name: "handlers log a claim lost by a stalled holder at error level", lease: short, renewer: true, run: handlerStalledHolder},
 	}
 }
 
@@ -592,8 +705,8 @@ func concurrentClaims(r *dedupRun) error {
 			if g == winner {
 				continue
 			}
-			if err := d.Complete(r.ctx, key, tokens[winner]+"x"); err != nil {
-				return fmt.Errorf("round %d: error from Complete: %w", round+1, err)
+			if err := r.settled("Complete", d.Complete(r.ctx, key, tokens[winner]+"x"), true); err != nil {
+				return fmt.Errorf("round %d: %w", round+1, err)
 			}
 		}
 		if err := check(ds[0], key, tlwebhook.ClaimInProgress); err != nil {
@@ -621,6 +734,18 @@ type replicaSet struct {
 }
 
 func (r *dedupRun) replicas(n int, fn func(context.Context, *tlwebhook.SandboxEvent) error) (*replicaSet, error) {
+	return r.replicasWith(n, replicaSetup{}, fn)
+}
+
+// replicaSetup adjusts the Handlers of a replicaSet.
+type replicaSetup struct {
+	// wrap, if set, returns the Deduplicator Handler i uses in place of d.
+	wrap func(i int, d tlwebhook.Deduplicator) tlwebhook.Deduplicator
+	// logger, if set, is the logger of Handler i; the default discards.
+	logger func(i int) *slog.Logger
+}
+
+func (r *dedupRun) replicasWith(n int, setup replicaSetup, fn func(context.Context, *tlwebhook.SandboxEvent) error) (*replicaSet, error) {
 	rs := &replicaSet{body: Sample(tlwebhook.EventTypeSandboxCreated)}
 	ev, err := tlwebhook.ParseEvent(rs.body)
 	if err != nil {
@@ -635,14 +760,21 @@ func (r *dedupRun) replicas(n int, fn func(context.Context, *tlwebhook.SandboxEv
 	if rs.signer, err = NewSigner(secret); err != nil {
 		return nil, err
 	}
-	for range n {
+	for i := range n {
 		d := r.open()
 		if d == nil {
 			return nil, errors.New("the open function of DeduplicatorSuite.New returned nil")
 		}
+		if setup.wrap != nil {
+			d = setup.wrap(i, d)
+		}
+		logger := slog.New(slog.DiscardHandler)
+		if setup.logger != nil {
+			logger = setup.logger(i)
+		}
 		h, err := tlwebhook.NewHandler(secret,
 			tlwebhook.WithDeduplicator(d),
-			tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
+			tlwebhook.WithLogger(logger))
 		if err != nil {
 			return nil, err
 		}
@@ -831,8 +963,8 @@ func handlerAfterCrash(r *dedupRun) error {
 			return errors.New("the retry after the lease did not run the callback within 5s")
 		}
 	}
-	if err := crashed.Release(r.ctx, rs.eventID, staleToken); err != nil {
-		return fmt.Errorf("error from Release with the stale token: %w", err)
+	if err := r.settled("Release", crashed.Release(r.ctx, rs.eventID, staleToken), true); err != nil {
+		return fmt.Errorf("the crashed replica's release: %w", err)
 	}
 	status = rs.deliver(0, msgID)
 	if status != http.StatusConflict {
@@ -849,4 +981,186 @@ func handlerAfterCrash(r *dedupRun) error {
 		return fmt.Errorf("callback runs: %d, want 1", n)
 	}
 	return nil
+}
+
+// renewWatch is a LeaseRenewer that counts the renewals a Handler asks for
+// and can hold them back, as a stalled process would not send them.
+type renewWatch struct {
+	tlwebhook.Deduplicator
+	lr     tlwebhook.LeaseRenewer
+	calls  atomic.Int32
+	stall  atomic.Bool   // hold renewals back until resume is closed
+	resume chan struct{} // closed to let held renewals through
+}
+
+func newRenewWatch(d tlwebhook.Deduplicator) *renewWatch {
+	lr, _ := d.(tlwebhook.LeaseRenewer) // the scenarios that use it run only on renewers
+	return &renewWatch{Deduplicator: d, lr: lr, resume: make(chan struct{})}
+}
+
+func (w *renewWatch) Lease() time.Duration { return w.lr.Lease() }
+
+func (w *renewWatch) Renew(ctx context.Context, key, token string) error {
+	w.calls.Add(1)
+	if w.stall.Load() {
+		select {
+		case <-w.resume:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return w.lr.Renew(ctx, key, token)
+}
+
+// waitFor polls cond every millisecond, for at most d of real time.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// handlerOutlastsLease: a callback runs on past its claim's lease; the
+// Handler renews the claim meanwhile, so a copy sent after the lease would
+// have passed meets the claim in progress (409) and the callback runs once.
+// Time passes a quarter of the lease at a time, each step waiting for the
+// Handler to renew, so that a fake clock never jumps past a renewal.
+func handlerOutlastsLease(r *dedupRun) error {
+	var runs atomic.Int32
+	finish := make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(finish) }) }
+	defer done()
+	var watch *renewWatch
+	rs, err := r.replicasWith(2, replicaSetup{wrap: func(i int, d tlwebhook.Deduplicator) tlwebhook.Deduplicator {
+		if i == 0 {
+			watch = newRenewWatch(d)
+			return watch
+		}
+		return d
+	}}, func(context.Context, *tlwebhook.SandboxEvent) error {
+		if runs.Add(1) == 1 {
+			select {
+			case <-finish:
+			case <-time.After(time.Minute):
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	msgID := NewMessageID()
+	first := make(chan int, 1)
+	go func() { first <- rs.deliver(0, msgID) }()
+	if !waitFor(5*time.Second, func() bool { return runs.Load() > 0 }) {
+		return errors.New("the first delivery did not run the callback within 5s")
+	}
+	claimed := r.now() // the claim was made before this
+	for r.now().Before(claimed.Add(r.period + r.margin)) {
+		calls := watch.calls.Load()
+		r.sleep(r.period / 4)
+		if !waitFor(5*time.Second+r.period, func() bool { return watch.calls.Load() > calls }) {
+			return fmt.Errorf("the Handler did not renew the claim while its callback ran (lease %v, so every %v)", r.period, r.period/3)
+		}
+	}
+	status := rs.deliver(1, msgID)
+	if n := runs.Load(); status != http.StatusConflict || n != 1 {
+		return fmt.Errorf("a copy sent once the lease had passed, while the callback still ran, got %d and the callback ran %d times; want 409 and once: the claim was not kept for as long as the callback ran", status, n)
+	}
+	done()
+	if status := <-first; status != http.StatusNoContent {
+		return fmt.Errorf("the delivery whose callback outlasted the lease got %d, want 204", status)
+	}
+	if status := rs.deliver(1, msgID); status != http.StatusNoContent {
+		return fmt.Errorf("a copy after the callback finished got %d, want 204", status)
+	}
+	if n := runs.Load(); n != 1 {
+		return fmt.Errorf("callback runs: %d, want 1", n)
+	}
+	return nil
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// handlerStalledHolder: the holder of a claim stalls (its renewals held
+// back, as in a paused process) past its lease, so a copy claims the key
+// and runs. When the holder's callback returns, its Handler cannot complete
+// the lost claim, and must say so in an error-level log record naming
+// ErrClaimLost, never silently.
+func handlerStalledHolder(r *dedupRun) error {
+	var runs atomic.Int32
+	finish := make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(finish) }) }
+	defer done()
+	var watch *renewWatch
+	var logs lockedBuffer
+	rs, err := r.replicasWith(2, replicaSetup{
+		wrap: func(i int, d tlwebhook.Deduplicator) tlwebhook.Deduplicator {
+			if i == 0 {
+				watch = newRenewWatch(d)
+				watch.stall.Store(true)
+				return watch
+			}
+			return d
+		},
+		logger: func(i int) *slog.Logger {
+			if i == 0 {
+				return slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			return slog.New(slog.DiscardHandler)
+		},
+	}, func(context.Context, *tlwebhook.SandboxEvent) error {
+		if runs.Add(1) == 1 {
+			select {
+			case <-finish:
+			case <-time.After(time.Minute):
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	defer close(watch.resume)
+	msgID := NewMessageID()
+	first := make(chan int, 1)
+	go func() { first <- rs.deliver(0, msgID) }()
+	if !waitFor(5*time.Second, func() bool { return runs.Load() > 0 }) {
+		return errors.New("the first delivery did not run the callback within 5s")
+	}
+	claimed := r.now()
+	r.sleepUntil(claimed.Add(r.period + r.margin))
+	if status := rs.deliver(1, msgID); status != http.StatusNoContent || runs.Load() != 2 {
+		return fmt.Errorf("a copy sent after the stalled holder's lease passed got %d with %d callback runs in all, want 204 and 2: the claim outlived its lease without renewal", status, runs.Load())
+	}
+	done()
+	<-first
+	lost := tlwebhook.ErrClaimLost.Error()
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, lost) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the stalled holder's Handler logged no error-level record naming %q; its logs:\n%s", lost, logs.String())
 }

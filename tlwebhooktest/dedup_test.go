@@ -3,6 +3,7 @@ package tlwebhooktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -23,8 +24,9 @@ import (
 // root module's tests run it in fake time.
 func TestDeduplicatorMemoryRealTime(t *testing.T) {
 	TestDeduplicator(t, DeduplicatorSuite{
-		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
-			d := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease), tlwebhook.MemoryRetention(retention))
+		New: func(t *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
+			d, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease), tlwebhook.MemoryRetention(retention))
+			require.NoError(t, err)
 			return func() tlwebhook.Deduplicator { return d }
 		},
 	})
@@ -46,14 +48,20 @@ func (c *fakeClock) Advance(d time.Duration) { c.elapsed.Add(int64(d)) }
 // toyBugs are the defects a toyDedup can be given, each against one clause
 // of the Deduplicator contract.
 type toyBugs struct {
-	releaseIgnoresToken  bool // Release deletes the key's record, whatever the token and state
-	completeIgnoresToken bool // Complete marks the key done, whatever the token and state
+	releaseIgnoresToken  bool // Release deletes the key's record, whatever the token and state (and still reports the loss)
+	completeIgnoresToken bool // Complete marks the key done, whatever the token and state (and still reports the loss)
 	neverInProgress      bool // a key claimed and live is claimed again
 	leaseNeverEnds       bool // a claim lasts until completed or released
 	retentionFromClaim   bool // a completion is kept for the retention from the claim
 	sameToken            bool // every claim gets the same token
 	tokenWhenInProgress  bool // ClaimInProgress comes with the holder's token
 	checkThenSet         bool // Claim reads the key and writes it in two steps
+	silentLoss           bool // Complete, Release and Renew return nil when the token no longer holds the claim
+	renewIgnoresToken    bool // Renew extends the key's claim, whatever the token (and still reports the loss)
+	renewNeverExtends    bool // Renew returns nil and changes nothing
+	renewFromClaim       bool // Renew extends the claim to a lease from the claim, not from now
+	wrongLease           bool // Lease reports twice the lease
+	notRenewer           bool // the deduplicator is not a LeaseRenewer (and its losses are silent)
 }
 
 // toyDedup is a small Deduplicator, correct unless given bugs, kept in
@@ -111,28 +119,84 @@ func (d *toyDedup) holds(e toyEntry, ok bool, token string) bool {
 	return ok && !e.done && d.now().Before(e.expires) && e.token == token
 }
 
+// lost is the error of an operation whose token no longer holds the claim.
+func (d *toyDedup) lost() error {
+	if d.bugs.silentLoss || d.bugs.notRenewer {
+		return nil
+	}
+	return fmt.Errorf("toy: %w", tlwebhook.ErrClaimLost)
+}
+
 func (d *toyDedup) Complete(_ context.Context, key, token string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.entries[key]
-	if !d.bugs.completeIgnoresToken && !d.holds(e, ok, token) {
-		return nil
+	held := d.holds(e, ok, token)
+	if held || d.bugs.completeIgnoresToken {
+		from := d.now()
+		if d.bugs.retentionFromClaim && ok {
+			from = e.claimed
+		}
+		d.entries[key] = toyEntry{done: true, claimed: e.claimed, expires: from.Add(d.retention)}
 	}
-	from := d.now()
-	if d.bugs.retentionFromClaim && ok {
-		from = e.claimed
+	if !held {
+		return d.lost()
 	}
-	d.entries[key] = toyEntry{done: true, claimed: e.claimed, expires: from.Add(d.retention)}
 	return nil
 }
 
 func (d *toyDedup) Release(_ context.Context, key, token string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e, ok := d.entries[key]; d.bugs.releaseIgnoresToken || d.holds(e, ok, token) {
+	e, ok := d.entries[key]
+	held := d.holds(e, ok, token)
+	if held || d.bugs.releaseIgnoresToken {
 		delete(d.entries, key)
 	}
+	if !held {
+		return d.lost()
+	}
 	return nil
+}
+
+func (d *toyDedup) Lease() time.Duration {
+	if d.bugs.wrongLease {
+		return 2 * d.lease
+	}
+	return d.lease
+}
+
+func (d *toyDedup) Renew(_ context.Context, key, token string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[key]
+	held := d.holds(e, ok, token)
+	if (held || d.bugs.renewIgnoresToken && ok && !e.done) && !d.bugs.renewNeverExtends {
+		from := d.now()
+		if d.bugs.renewFromClaim {
+			from = e.claimed
+		}
+		e.expires = from.Add(d.lease)
+		d.entries[key] = e
+	}
+	if !held {
+		return d.lost()
+	}
+	return nil
+}
+
+// toyPlain hides the Renew and Lease of a toyDedup: a Deduplicator that is
+// not a LeaseRenewer.
+type toyPlain struct{ d *toyDedup }
+
+func (p toyPlain) Claim(ctx context.Context, key string) (string, tlwebhook.ClaimResult, error) {
+	return p.d.Claim(ctx, key)
+}
+func (p toyPlain) Complete(ctx context.Context, key, token string) error {
+	return p.d.Complete(ctx, key, token)
+}
+func (p toyPlain) Release(ctx context.Context, key, token string) error {
+	return p.d.Release(ctx, key, token)
 }
 
 // toySuite returns a suite in fake time of toyDedups with bugs.
@@ -141,6 +205,9 @@ func toySuite(bugs toyBugs) DeduplicatorSuite {
 	return DeduplicatorSuite{
 		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
 			d := &toyDedup{lease: lease, retention: retention, now: clock.Now, bugs: bugs, entries: map[string]toyEntry{}}
+			if bugs.notRenewer {
+				return func() tlwebhook.Deduplicator { return toyPlain{d} }
+			}
 			return func() tlwebhook.Deduplicator { return d }
 		},
 		Now:   clock.Now,
@@ -154,6 +221,7 @@ type toyBugCase struct {
 	bugs    toyBugs
 	failing []string // exactly these scenarios fail
 	some    bool     // the bug shows by chance: at least one of failing fails, no other
+	skipped []string // exactly these scenarios are skipped
 }
 
 // inProgressScenarios are the scenarios that claim a key claimed and live,
@@ -170,6 +238,27 @@ var inProgressScenarios = []string{
 	"a token of another key does nothing",
 	"complete after release does nothing",
 	"concurrent claims of one key: exactly one claims",
+}
+
+// renewerScenarios are the scenarios of the LeaseRenewer contract,
+// skipped for a deduplicator that is not one.
+var renewerScenarios = []string{
+	"renew: the claim lasts a lease from each renewal",
+	"renew: a renewed claim completes and releases",
+	"renew with a stale token does nothing",
+	"renew after the lease passed does nothing",
+	"renew with unknown tokens does nothing",
+	"renew after complete or release does nothing",
+	"handlers keep the claim while the callback outlasts the lease",
+	"handlers log a claim lost by a stalled holder at error level",
+}
+
+// renewInProgressScenarios are the scenarios of the LeaseRenewer contract
+// that claim a key claimed and live, and expect ClaimInProgress.
+var renewInProgressScenarios = []string{
+	"renew: the claim lasts a lease from each renewal",
+	"renew with a stale token does nothing",
+	"renew with unknown tokens does nothing",
 }
 
 var toyBugCases = []toyBugCase{
@@ -190,12 +279,14 @@ var toyBugCases = []toyBugCase{
 		"complete after release does nothing",
 		"complete and release of an unknown key do nothing",
 		"concurrent claims of one key: exactly one claims",
+		"renew: the claim lasts a lease from each renewal",
 	}},
-	{name: "never in progress", bugs: toyBugs{neverInProgress: true}, failing: append([]string{
+	{name: "never in progress", bugs: toyBugs{neverInProgress: true}, failing: slices.Concat([]string{
 		"handlers run the callback once for concurrent copies of one message",
 		"handlers run the callback once for concurrent messages of one event",
 		"handlers run the callback once the lease of a crashed holder passes",
-	}, inProgressScenarios...)},
+		"handlers keep the claim while the callback outlasts the lease",
+	}, inProgressScenarios, renewInProgressScenarios)},
 	{name: "the lease never ends", bugs: toyBugs{leaseNeverEnds: true}, failing: []string{
 		"crash: a claim without completion is claimable after the lease",
 		"release with a stale token does nothing",
@@ -203,6 +294,11 @@ var toyBugCases = []toyBugCase{
 		"the current holder still completes after a stale release",
 		"complete after the lease passed does nothing",
 		"handlers run the callback once the lease of a crashed holder passes",
+		// A renewal sets a lease that ends: the scenario that renews passes.
+		"renew with a stale token does nothing",
+		"renew after the lease passed does nothing",
+		"renew with unknown tokens does nothing",
+		"handlers log a claim lost by a stalled holder at error level",
 	}},
 	{name: "retention from the claim", bugs: toyBugs{retentionFromClaim: true}, failing: []string{
 		"retention counts from the completion, not from the claim",
@@ -221,13 +317,55 @@ var toyBugCases = []toyBugCase{
 		"tokens are unique",
 		"concurrent claims of one key: exactly one claims",
 		"handlers run the callback once the lease of a crashed holder passes",
+		"renew: the claim lasts a lease from each renewal",
+		"renew: a renewed claim completes and releases",
+		"renew with a stale token does nothing",
+		"renew after the lease passed does nothing",
+		"renew with unknown tokens does nothing",
+		"renew after complete or release does nothing",
 	}},
-	{name: "a token with ClaimInProgress", bugs: toyBugs{tokenWhenInProgress: true}, failing: inProgressScenarios},
+	{name: "a token with ClaimInProgress", bugs: toyBugs{tokenWhenInProgress: true}, failing: slices.Concat(inProgressScenarios, renewInProgressScenarios)},
 	{name: "check then set", bugs: toyBugs{checkThenSet: true}, some: true, failing: []string{
 		"concurrent claims of one key: exactly one claims",
 		"handlers run the callback once for concurrent copies of one message",
 		"handlers run the callback once for concurrent messages of one event",
 	}},
+	{name: "silent loss", bugs: toyBugs{silentLoss: true}, failing: []string{
+		"release with a stale token does nothing",
+		"complete with a stale token does nothing",
+		"the current holder still completes after a stale release",
+		"complete after the lease passed does nothing",
+		"unknown tokens do nothing",
+		"a token of another key does nothing",
+		"release after complete does nothing",
+		"complete after release does nothing",
+		"complete and release of an unknown key do nothing",
+		"concurrent claims of one key: exactly one claims",
+		"handlers run the callback once the lease of a crashed holder passes",
+		"renew: the claim lasts a lease from each renewal",
+		"renew with a stale token does nothing",
+		"renew after the lease passed does nothing",
+		"renew with unknown tokens does nothing",
+		"renew after complete or release does nothing",
+		"handlers log a claim lost by a stalled holder at error level",
+	}},
+	{name: "Renew ignores the token", bugs: toyBugs{renewIgnoresToken: true}, failing: []string{
+		"renew with a stale token does nothing",
+		"renew after the lease passed does nothing",
+		"renew with unknown tokens does nothing",
+	}},
+	{name: "Renew never extends", bugs: toyBugs{renewNeverExtends: true}, failing: []string{
+		"renew: the claim lasts a lease from each renewal",
+		"handlers keep the claim while the callback outlasts the lease",
+	}},
+	{name: "Renew counts from the claim", bugs: toyBugs{renewFromClaim: true}, failing: []string{
+		"renew: the claim lasts a lease from each renewal",
+		"handlers keep the claim while the callback outlasts the lease",
+	}},
+	{name: "Lease misreported", bugs: toyBugs{wrongLease: true}, failing: renewerScenarios},
+	// Not a LeaseRenewer, with losses reported as nil: the scenarios of the
+	// LeaseRenewer are skipped, and the others pass.
+	{name: "not a LeaseRenewer", bugs: toyBugs{notRenewer: true}, skipped: renewerScenarios},
 }
 
 // TestDeduplicatorCatchesBugs plays every scenario against toy
@@ -241,15 +379,20 @@ func TestDeduplicatorCatchesBugs(t *testing.T) {
 			t.Parallel()
 			cfg, err := toySuite(tt.bugs).config()
 			require.NoError(t, err)
-			var failing []string
+			var failing, skipped []string
 			for _, sc := range dedupScenarios() {
 				err := cfg.run(t, sc)
 				require.NotErrorIs(t, err, errTooSlow, "%s: fake time is never too slow", sc.name)
+				if errors.Is(err, errNotRenewer) {
+					skipped = append(skipped, sc.name)
+					continue
+				}
 				if err != nil {
 					t.Logf("%s: %v", sc.name, err)
 					failing = append(failing, sc.name)
 				}
 			}
+			assert.ElementsMatch(t, tt.skipped, skipped, "skipped")
 			if tt.some {
 				assert.NotEmpty(t, failing)
 				assert.Subset(t, tt.failing, failing)
