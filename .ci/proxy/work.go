@@ -197,6 +197,23 @@ func workWrite(r *repository) error {
 			return err
 		}
 	}
+	// Keep the versions HEAD's modules require too, so that committing
+	// go.work before the go.mod files that move on leaves HEAD buildable.
+	if dirs, err := r.modulesForWork("HEAD"); err == nil {
+		if head, err := wantWork(dirs, func(name string) ([]byte, error) {
+			s, err := r.git("show", "HEAD:"+name)
+			return []byte(s), err
+		}); err == nil {
+			for _, v := range head.versions {
+				if !required[v] {
+					required[v] = true
+					if err := wf.AddReplace(ws.rootPath, v, "./", ""); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
 	for _, rep := range wf.Replace {
 		if rep.Old.Path == ws.rootPath && !required[rep.Old.Version] {
 			if err := wf.DropReplace(rep.Old.Path, rep.Old.Version); err != nil {
