@@ -3,7 +3,7 @@ module github.com/tlwebhook/tlwebhook/otel
 go 1.26.0
 
 require (
-	github.com/tlwebhook/tlwebhook v0.0.0-20261201211557-289b89ac4eb9
+	github.com/tlwebhook/tlwebhook v0.0.0-20261201213234-d82a66d62a94
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
@@ -15,6 +15,7 @@ require (
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
+	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect

@@ -58,8 +58,9 @@ const (
 // Attribute keys.
 const (
 	// AttrEventType is the delivery's event type: one of
-	// [tlwebhook.EventTypes], "" when the delivery was rejected before it
-	// was decoded, or [UnknownEventType].
+	// [tlwebhook.EventTypes]; "" when the delivery was rejected before it
+	// was decoded, or its payload names no type; otherwise
+	// [UnknownEventType].
 	AttrEventType = attribute.Key("tlwebhook.event_type")
 	// AttrOutcome is the [tlwebhook.DeliveryOutcome]: processed, duplicate,
 	// rejected, failed or enqueued.
@@ -143,8 +144,8 @@ type attrs struct {
 
 // New returns a [tlwebhook.Observer] that counts deliveries, records
 // callback durations and records one span per delivery. Its instruments are
-// created once, here; an error creating them is reported to
-// [otel.Handle] and leaves that instrument a no-op.
+// created once, here; an error the meter provider returns while creating
+// them is reported to [otel.Handle].
 func New(opts ...Option) tlwebhook.Observer {
 	var c config
 	for _, o := range opts {
