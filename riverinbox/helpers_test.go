@@ -229,7 +229,7 @@ func (s *setup[TTx]) start(tb testing.TB) {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = s.client.Stop(ctx)
+		_ = s.client.StopAndCancel(ctx)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -370,4 +371,64 @@ func TestJobNoLongerRunningRollsBack(t *testing.T) {
 	if effects := b.effects(t); effects["evt_rescued"] != 1 {
 		t.Fatalf("effects %v, want evt_rescued once", effects)
 	}
+}
+
+// TestConcurrentCopies: copies of one delivery enqueued at the same moment,
+// among other deliveries, are recorded once, whether the inbox inserts them
+// in shared transactions (the default) or one by one (WithMaxBatch(1)).
+func TestConcurrentCopies(t *testing.T) {
+	for _, maxBatch := range []int{riverinbox.DefaultMaxBatch, 1} {
+		t.Run(fmt.Sprintf("maxBatch=%d", maxBatch), func(t *testing.T) {
+			both(t,
+				func(t *testing.T, b *backend[pgx.Tx]) { testConcurrentCopies(t, b, maxBatch) },
+				func(t *testing.T, b *backend[*sql.Tx]) { testConcurrentCopies(t, b, maxBatch) })
+		})
+	}
+}
+
+func testConcurrentCopies[TTx any](t *testing.T, b *backend[TTx], maxBatch int) {
+	client, err := river.NewClient(b.driver, &river.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib := riverinbox.New(client, riverinbox.WithMaxBatch(maxBatch))
+	const copies, others = 30, 30
+	body := sandboxPayload("evt_same")
+	var wg sync.WaitGroup
+	errs := make(chan error, copies+others)
+	for i := range copies + others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := tlwebhook.Delivery{ID: tlwebhooktest.NewMessageID(), Timestamp: time.Now(), EventID: "evt_same"}
+			payload := body
+			if i >= copies {
+				d.EventID = fmt.Sprintf("evt_other_%d", i)
+				payload = sandboxPayload(d.EventID)
+			}
+			errs <- ib.Enqueue(context.Background(), d, payload)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := b.pairs(context.Background(), "select "+jsonKey(b)+", count(*) from river_job group by 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys["evt_same"] != 1 || len(keys) != others+1 {
+		t.Fatalf("jobs per key %v, want evt_same once and %d others", keys, others)
+	}
+}
+
+// jsonKey is the SQL expression of an inbox job's key.
+func jsonKey[TTx any](b *backend[TTx]) string {
+	if b.name == "sqlite" {
+		return "json_extract(args, '$.key')"
+	}
+	return "args->>'key'"
 }

@@ -99,9 +99,11 @@
 package riverinbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -160,26 +162,64 @@ func uniqueOpts() river.UniqueOpts {
 // An Inbox records verified deliveries as River jobs. It implements
 // [tlwebhook.Inbox]; create one with [New] and install it with
 // [tlwebhook.WithInbox]. It is safe for concurrent use.
+//
+// Deliveries that arrive while earlier ones are being inserted are inserted
+// together, in one transaction of up to [DefaultMaxBatch] jobs (see
+// [WithMaxBatch]): under load a commit is shared by many deliveries instead
+// of costing each its own, and a lone delivery is inserted at once, without
+// waiting for company. Each [Inbox.Enqueue] still returns only after the
+// transaction holding its delivery has committed.
 type Inbox[TTx any] struct {
-	client *river.Client[TTx]
-	opts   river.InsertOpts
+	client   *river.Client[TTx]
+	opts     river.InsertOpts
+	maxBatch int
+
+	mu       sync.Mutex
+	pending  []*enqueueCall
+	flushing int // insert transactions in flight, at most maxFlushes
+}
+
+// DefaultMaxBatch is the default largest number of deliveries an [Inbox]
+// inserts in one transaction.
+const DefaultMaxBatch = 128
+
+// maxFlushes is how many insert transactions an Inbox runs at once; each
+// holds one database connection.
+const maxFlushes = 2
+
+// flushTimeout bounds one insert transaction. It does not depend on any one
+// request's context: a sender that hangs up must not fail the deliveries of
+// others that share its transaction.
+const flushTimeout = 30 * time.Second
+
+// enqueueCall is one Enqueue waiting for its transaction.
+type enqueueCall struct {
+	args Args
+	done chan error // buffered: the flusher never blocks on it
 }
 
 var _ tlwebhook.Inbox = (*Inbox[any])(nil)
 
 // An Option configures an [Inbox].
-type Option func(*river.InsertOpts)
+type Option func(*Inbox[struct{}])
 
 // WithQueue inserts the inbox's jobs into queue instead of River's default
 // queue. A working client must have the queue in its Queues.
 func WithQueue(queue string) Option {
-	return func(o *river.InsertOpts) { o.Queue = queue }
+	return func(ib *Inbox[struct{}]) { ib.opts.Queue = queue }
 }
 
 // WithMaxAttempts sets how many times River tries each delivery's job before
 // discarding it, instead of the client's MaxAttempts (River's default is 25).
 func WithMaxAttempts(n int) Option {
-	return func(o *river.InsertOpts) { o.MaxAttempts = n }
+	return func(ib *Inbox[struct{}]) { ib.opts.MaxAttempts = n }
+}
+
+// WithMaxBatch sets the largest number of deliveries inserted in one
+// transaction (default [DefaultMaxBatch]). With n = 1, each delivery is
+// inserted on its own, in its request's goroutine and context.
+func WithMaxBatch(n int) Option {
+	return func(ib *Inbox[struct{}]) { ib.maxBatch = max(1, n) }
 }
 
 // New returns an [Inbox] that inserts jobs with client, which may be an
@@ -190,25 +230,89 @@ func New[TTx any](client *river.Client[TTx], opts ...Option) *Inbox[TTx] {
 	if client == nil {
 		panic("riverinbox.New: nil River client")
 	}
-	ib := &Inbox[TTx]{client: client}
-	for _, o := range opts {
-		o(&ib.opts)
+	var o Inbox[struct{}]
+	o.maxBatch = DefaultMaxBatch
+	for _, opt := range opts {
+		opt(&o)
 	}
+	ib := &Inbox[TTx]{client: client, opts: o.opts, maxBatch: o.maxBatch}
 	ib.opts.UniqueOpts = uniqueOpts()
 	return ib
 }
 
 // Enqueue records the delivery d with its raw payload as a job, and returns
-// nil once the insert has committed. A delivery whose idempotency key is
-// already recorded, in any job state, records nothing and returns nil. The
-// error of a failed insert wraps the database's; the Handler answers it with
-// 503. Enqueue does not keep payload after it returns.
+// nil once the transaction that inserted it has committed. A delivery whose
+// idempotency key is already recorded, in any job state, records nothing and
+// returns nil. The error of a failed insert wraps the database's; the
+// Handler answers it with 503. When ctx ends first, Enqueue returns its
+// error; the delivery may be recorded all the same, and Svix's retry of it is
+// then a duplicate. Enqueue does not keep payload after it returns.
 func (ib *Inbox[TTx]) Enqueue(ctx context.Context, d tlwebhook.Delivery, payload []byte) error {
-	_, err := ib.client.Insert(ctx, argsOf(d, payload), &ib.opts)
-	if err != nil {
-		return fmt.Errorf("riverinbox: recording delivery: %w", err)
+	if ib.maxBatch <= 1 {
+		_, err := ib.client.Insert(ctx, argsOf(d, payload), &ib.opts)
+		if err != nil {
+			return fmt.Errorf("riverinbox: recording delivery: %w", err)
+		}
+		return nil
 	}
-	return nil
+	// The flusher may read the payload after Enqueue has returned (when ctx
+	// ends first), and the Handler reuses its buffers: the call owns a copy.
+	call := &enqueueCall{args: argsOf(d, bytes.Clone(payload)), done: make(chan error, 1)}
+	ib.mu.Lock()
+	ib.pending = append(ib.pending, call)
+	if ib.flushing < maxFlushes {
+		ib.flushing++
+		go ib.flushLoop()
+	}
+	ib.mu.Unlock()
+	select {
+	case err := <-call.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("riverinbox: recording delivery: %w", context.Cause(ctx))
+	}
+}
+
+// flushLoop inserts pending calls, a batch at a time, until none is left.
+func (ib *Inbox[TTx]) flushLoop() {
+	for {
+		ib.mu.Lock()
+		n := min(len(ib.pending), ib.maxBatch)
+		if n == 0 {
+			ib.flushing--
+			ib.mu.Unlock()
+			return
+		}
+		batch := make([]*enqueueCall, n)
+		copy(batch, ib.pending)
+		ib.pending = append(ib.pending[:0], ib.pending[n:]...)
+		ib.mu.Unlock()
+		ib.flush(batch)
+	}
+}
+
+// flush inserts one batch in one transaction and tells every call the
+// result. Copies of one key in a batch are inserted once: one statement
+// cannot insert a unique key twice.
+func (ib *Inbox[TTx]) flush(batch []*enqueueCall) {
+	params := make([]river.InsertManyParams, 0, len(batch))
+	seen := make(map[string]struct{}, len(batch))
+	for _, c := range batch {
+		if _, dup := seen[c.args.Key]; dup {
+			continue
+		}
+		seen[c.args.Key] = struct{}{}
+		params = append(params, river.InsertManyParams{Args: c.args, InsertOpts: &ib.opts})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	_, err := ib.client.InsertMany(ctx, params)
+	cancel()
+	if err != nil {
+		err = fmt.Errorf("riverinbox: recording delivery: %w", err)
+	}
+	for _, c := range batch {
+		c.done <- err
+	}
 }
 
 // EnqueueTx is like [Inbox.Enqueue] inside the caller's transaction tx: the
