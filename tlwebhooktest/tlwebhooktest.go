@@ -12,12 +12,18 @@
 //	rec := httptest.NewRecorder()
 //	h.ServeHTTP(rec, req) // rec.Code is 204 when the callback returned nil
 //
+// For an endpoint with asymmetric signatures, [NewKeyPair] returns a
+// signing key (whsk_) for [NewSigner] and [NewRequest] and the public key
+// (whpk_) for [tlwebhook.NewHandler].
+//
 // Signatures are computed here with the standard library, following the
-// Svix scheme; the package's tests check them against Svix's own library.
+// Svix scheme; the package's tests check them against Svix's own library
+// (v1) and against OpenSSL (v1a).
 package tlwebhooktest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -33,8 +39,13 @@ import (
 	"github.com/tlwebhook/tlwebhook"
 )
 
-// secretPrefix is the prefix Svix puts before the base64 key of a secret.
-const secretPrefix = "whsec_"
+// Prefixes Svix puts before the base64 of its keys: an HMAC secret, an
+// Ed25519 signing key (seed || public key) and an Ed25519 public key.
+const (
+	secretPrefix     = "whsec_"
+	signingKeyPrefix = "whsk_"
+	publicKeyPrefix  = "whpk_"
+)
 
 // NewSecret returns a fresh random endpoint secret in the form Tensorlake
 // shows: "whsec_" followed by the standard base64 encoding of 32 random
@@ -47,18 +58,35 @@ func NewSecret() string {
 	return secretPrefix + base64.StdEncoding.EncodeToString(key)
 }
 
+// NewKeyPair returns a fresh random Ed25519 key pair in the forms Svix
+// shows for an endpoint with asymmetric signatures: signingKey is "whsk_"
+// followed by the base64 of the 32-byte seed and the 32-byte public key,
+// for [NewSigner] and [NewRequest]; publicKey is "whpk_" followed by the
+// base64 of the public key, for [tlwebhook.NewVerifier] and
+// [tlwebhook.NewHandler]. It panics only if the system's random source
+// fails.
+func NewKeyPair() (signingKey, publicKey string) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic("tlwebhooktest: generating an Ed25519 key: " + err.Error())
+	}
+	return signingKeyPrefix + base64.StdEncoding.EncodeToString(priv),
+		publicKeyPrefix + base64.StdEncoding.EncodeToString(pub)
+}
+
 // NewMessageID returns a fresh random message id of the form Svix uses,
 // "msg_" followed by random characters.
 func NewMessageID() string {
 	return "msg_" + rand.Text()
 }
 
-// A Signer signs payloads the way Svix signs Tensorlake's deliveries. It is
-// safe for concurrent use as long as Now is not changed concurrently.
+// A Signer signs payloads the way Svix signs Tensorlake's deliveries: with
+// an HMAC secret (v1 signatures) or an Ed25519 signing key (v1a). It is safe
+// for concurrent use as long as Now is not changed concurrently.
 //
-// To sign a delivery with several secrets, as Svix does while an endpoint's
-// secret is rotated, join the results of each Signer's [Signer.Sign] with a
-// space.
+// To sign a delivery with several keys, as Svix does while an endpoint's
+// key is rotated, join the results of each Signer's [Signer.Sign] with a
+// space; v1 and v1a entries may be mixed.
 type Signer struct {
 	// Now returns the signing time used by [Signer.Header] and
 	// [Signer.NewRequest]. Nil means [time.Now]. Set it to a time in the
@@ -67,15 +95,28 @@ type Signer struct {
 	//	s.Now = func() time.Time { return time.Now().Add(-time.Hour) }
 	Now func() time.Time
 
-	key []byte
+	key   []byte             // HMAC secret, for v1
+	edKey ed25519.PrivateKey // Ed25519 signing key, for v1a; nil for HMAC
 }
 
-// NewSigner returns a [Signer] for secret, given as Tensorlake shows it
-// ("whsec_" + base64) or without the prefix. It returns an error if the
-// secret is not valid base64 or is empty. Unlike [tlwebhook.NewVerifier],
-// it accepts short keys, so that tests can sign with any key.
+// NewSigner returns a [Signer] for secret, given as Tensorlake shows it:
+// an HMAC secret ("whsec_" + base64, or the bare base64), which makes v1
+// signatures, or an Ed25519 signing key ("whsk_" + base64 of the seed and
+// the public key, as from [NewKeyPair]), which makes v1a signatures. It
+// returns an error if the key is empty or not valid base64, if a signing
+// key is not 64 bytes or its public half does not belong to its seed, and
+// for a public key (whpk_), which cannot sign. Unlike
+// [tlwebhook.NewVerifier], it accepts short HMAC keys, so that tests can
+// sign with any key.
 func NewSigner(secret string) (*Signer, error) {
-	s := strings.TrimPrefix(strings.TrimSpace(secret), secretPrefix)
+	secret = strings.TrimSpace(secret)
+	switch {
+	case strings.HasPrefix(secret, signingKeyPrefix):
+		return newEd25519Signer(secret[len(signingKeyPrefix):])
+	case strings.HasPrefix(secret, publicKeyPrefix):
+		return nil, errors.New("tlwebhooktest: a whpk_ public key verifies but cannot sign; sign with the whsk_ signing key")
+	}
+	s := strings.TrimPrefix(secret, secretPrefix)
 	if s == "" {
 		return nil, errors.New("tlwebhooktest: empty secret")
 	}
@@ -84,6 +125,24 @@ func NewSigner(secret string) (*Signer, error) {
 		return nil, errors.New("tlwebhooktest: secret is not base64 (expected whsec_ followed by base64)")
 	}
 	return &Signer{key: key}, nil
+}
+
+func newEd25519Signer(s string) (*Signer, error) {
+	if s == "" {
+		return nil, errors.New("tlwebhooktest: empty signing key")
+	}
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("tlwebhooktest: signing key is not base64 (expected whsk_ followed by base64)")
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("tlwebhooktest: signing key decodes to %d bytes, want %d (seed and public key)", len(key), ed25519.PrivateKeySize)
+	}
+	priv := ed25519.NewKeyFromSeed(key[:ed25519.SeedSize])
+	if !bytes.Equal(priv[ed25519.SeedSize:], key[ed25519.SeedSize:]) {
+		return nil, errors.New("tlwebhooktest: signing key's public half does not belong to its seed")
+	}
+	return &Signer{edKey: priv}, nil
 }
 
 // String describes the signer without revealing its key.
@@ -101,8 +160,19 @@ func (s *Signer) now() time.Time {
 
 // Sign returns the value of the svix-signature header for a delivery with
 // message id id, signed at ts (truncated to whole seconds), and the raw body
-// body: "v1," followed by the base64 HMAC-SHA256 of id.timestamp.body.
+// body: "v1," followed by the base64 HMAC-SHA256 of id.timestamp.body, or
+// for a signing key "v1a," followed by the base64 Ed25519 signature of
+// id.timestamp.body.
 func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
+	if s.edKey != nil {
+		msg := make([]byte, 0, len(id)+22+len(body))
+		msg = append(msg, id...)
+		msg = append(msg, '.')
+		msg = strconv.AppendInt(msg, ts.Unix(), 10)
+		msg = append(msg, '.')
+		msg = append(msg, body...)
+		return "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(s.edKey, msg))
+	}
 	mac := hmac.New(sha256.New, s.key)
 	mac.Write([]byte(id))
 	mac.Write([]byte{'.'})
@@ -144,8 +214,9 @@ func (s *Signer) NewRequest(target string, body []byte) *http.Request {
 }
 
 // NewRequest returns a signed incoming server request for body, like
-// [Signer.NewRequest] with a signer for secret. It panics if secret is not
-// valid, which suits tests that use a secret from [NewSecret].
+// [Signer.NewRequest] with a signer for secret: an HMAC secret or a signing
+// key (see [NewSigner]). It panics if secret is not valid, which suits
+// tests that use a key from [NewSecret] or [NewKeyPair].
 func NewRequest(secret, target string, body []byte) *http.Request {
 	s, err := NewSigner(secret)
 	if err != nil {
