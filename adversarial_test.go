@@ -23,6 +23,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/everycallback"
 )
 
 // advSecret is the endpoint secret of the adversarial tests' handlers.
@@ -89,14 +90,7 @@ func newAdvHandler(t testing.TB, opts ...tl.HandlerOption) (*tl.Handler, *advRec
 	h, err := tl.NewHandler(advSecret, opts...)
 	require.NoError(t, err)
 	rec := &advRecorder{}
-	h.OnJobCreated(func(_ context.Context, ev *tl.JobCreated) error { return rec.record(ev) })
-	h.OnJobFailed(func(_ context.Context, ev *tl.JobFailed) error { return rec.record(ev) })
-	h.OnJobCompleted(func(_ context.Context, ev *tl.JobCompleted) error { return rec.record(ev) })
-	h.OnWorkflowCompleted(func(_ context.Context, ev *tl.WorkflowCompleted) error { return rec.record(ev) })
-	h.OnSandboxEvent(func(_ context.Context, ev *tl.SandboxEvent) error { return rec.record(ev) })
-	h.OnApplicationEvent(func(_ context.Context, ev *tl.ApplicationEvent) error { return rec.record(ev) })
-	h.OnRequestEvent(func(_ context.Context, ev *tl.RequestEvent) error { return rec.record(ev) })
-	h.OnUnknown(func(_ context.Context, ev *tl.UnknownEvent) error { return rec.record(ev) })
+	everycallback.Register(h, func(_ context.Context, _ string, ev tl.Event) error { return rec.record(ev) })
 	return h, rec
 }
 

@@ -20,6 +20,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/everycallback"
 )
 
 // Secrets of the fuzzed handler: the endpoint's secret, a second secret it
@@ -356,14 +357,7 @@ func truncateForLog(s string) string {
 
 // registerAll registers fn as the callback of every event type.
 func registerAll(h *tl.Handler, fn func(context.Context) error) {
-	h.OnJobCreated(func(ctx context.Context, _ *tl.JobCreated) error { return fn(ctx) })
-	h.OnJobFailed(func(ctx context.Context, _ *tl.JobFailed) error { return fn(ctx) })
-	h.OnJobCompleted(func(ctx context.Context, _ *tl.JobCompleted) error { return fn(ctx) })
-	h.OnWorkflowCompleted(func(ctx context.Context, _ *tl.WorkflowCompleted) error { return fn(ctx) })
-	h.OnSandboxEvent(func(ctx context.Context, _ *tl.SandboxEvent) error { return fn(ctx) })
-	h.OnApplicationEvent(func(ctx context.Context, _ *tl.ApplicationEvent) error { return fn(ctx) })
-	h.OnRequestEvent(func(ctx context.Context, _ *tl.RequestEvent) error { return fn(ctx) })
-	h.OnUnknown(func(ctx context.Context, _ *tl.UnknownEvent) error { return fn(ctx) })
+	everycallback.Register(h, func(ctx context.Context, _ string, _ tl.Event) error { return fn(ctx) })
 }
 
 // httpBody returns a request body reading b.

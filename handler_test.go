@@ -25,6 +25,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/everycallback"
 	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
@@ -82,18 +83,7 @@ func (r *htRecorder) last(t *testing.T) htCall {
 
 // registerAll registers every callback of h to record into r.
 func (r *htRecorder) registerAll(h *tl.Handler) {
-	h.OnJobCreated(func(ctx context.Context, e *tl.JobCreated) error { return r.record(ctx, "OnJobCreated", e) })
-	h.OnJobFailed(func(ctx context.Context, e *tl.JobFailed) error { return r.record(ctx, "OnJobFailed", e) })
-	h.OnJobCompleted(func(ctx context.Context, e *tl.JobCompleted) error { return r.record(ctx, "OnJobCompleted", e) })
-	h.OnWorkflowCompleted(func(ctx context.Context, e *tl.WorkflowCompleted) error {
-		return r.record(ctx, "OnWorkflowCompleted", e)
-	})
-	h.OnSandboxEvent(func(ctx context.Context, e *tl.SandboxEvent) error { return r.record(ctx, "OnSandboxEvent", e) })
-	h.OnApplicationEvent(func(ctx context.Context, e *tl.ApplicationEvent) error {
-		return r.record(ctx, "OnApplicationEvent", e)
-	})
-	h.OnRequestEvent(func(ctx context.Context, e *tl.RequestEvent) error { return r.record(ctx, "OnRequestEvent", e) })
-	h.OnUnknown(func(ctx context.Context, e *tl.UnknownEvent) error { return r.record(ctx, "OnUnknown", e) })
+	everycallback.Register(h, r.record)
 }
 
 // htLockedBuffer captures JSON log lines written concurrently.

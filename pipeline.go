@@ -250,11 +250,14 @@ func (v *Verifier) reencoded(sh sigHeaders, body []byte) string {
 	}
 	for _, vr := range variants {
 		x := jsontext.Value(bytes.Clone(val))
-		if vr.fn(&x) != nil || bytes.Equal(x, body) {
+		if vr.fn(&x) != nil {
 			continue
 		}
-		if v.checkSignature(sh, x) == nil {
-			return vr.how
+		// Formatters often end with a newline; the signed body may too.
+		for _, cand := range [][]byte{x, append(x, '\n')} {
+			if !bytes.Equal(cand, body) && v.checkSignature(sh, cand) == nil {
+				return vr.how
+			}
 		}
 	}
 	return ""

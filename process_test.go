@@ -1,0 +1,351 @@
+package tlwebhook_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	tl "github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
+)
+
+func quietHandler(t *testing.T, secret string, opts ...tl.HandlerOption) *tl.Handler {
+	t.Helper()
+	h, err := tl.NewHandler(secret, append([]tl.HandlerOption{tl.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	require.NoError(t, err)
+	return h
+}
+
+// post sends one signed delivery of body to srv, as a new message, and
+// returns the response.
+func post(t *testing.T, srv *httptest.Server, secret string, body []byte) *http.Response {
+	return postID(t, srv, secret, tlwebhooktest.NewMessageID(), body)
+}
+
+// postID sends one signed delivery of body with message id id.
+func postID(t *testing.T, srv *httptest.Server, secret, id string, body []byte) *http.Response {
+	t.Helper()
+	s, err := tlwebhooktest.NewSigner(secret)
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/tensorlake", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header = s.HeaderFor(id, time.Now(), body)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestRegistrationPrecedence checks which callback runs when several could:
+// the struct's own, else the catch-all; exactly one per delivery.
+func TestRegistrationPrecedence(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	h := quietHandler(t, secret)
+	var mu sync.Mutex
+	var ran []string
+	rec := func(name string) { mu.Lock(); ran = append(ran, name); mu.Unlock() }
+	tl.On(h, func(_ context.Context, ev *tl.JobCompleted) error { rec("On[JobCompleted] " + ev.JobID); return nil })
+	h.OnAny(func(_ context.Context, ev tl.Event) error { rec("OnAny " + string(ev.Type())); return nil })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	cases := []struct {
+		typ  tl.EventType
+		want string
+	}{
+		{tl.EventTypeJobCompleted, "On[JobCompleted] parse_XXX"},
+		{tl.EventTypeJobCreated, "OnAny " + string(tl.EventTypeJobCreated)},
+		{tl.EventTypeSandboxFailed, "OnAny " + string(tl.EventTypeSandboxFailed)},
+	}
+	for _, c := range cases {
+		t.Run(string(c.typ), func(t *testing.T) {
+			ran = nil
+			resp := post(t, srv, secret, tlwebhooktest.Sample(c.typ))
+			assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+			assert.Equal(t, []string{c.want}, ran)
+		})
+	}
+
+	t.Run("OnJobCompleted replaces On[JobCompleted]: one slot", func(t *testing.T) {
+		ran = nil
+		h.OnJobCompleted(func(context.Context, *tl.JobCompleted) error { rec("OnJobCompleted"); return nil })
+		post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeJobCompleted))
+		assert.Equal(t, []string{"OnJobCompleted"}, ran)
+	})
+	t.Run("nil removes: the catch-all takes over", func(t *testing.T) {
+		ran = nil
+		h.OnJobCompleted(nil)
+		post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeJobCompleted))
+		assert.Equal(t, []string{"OnAny " + string(tl.EventTypeJobCompleted)}, ran)
+	})
+	t.Run("an unknown event reaches OnUnknown before OnAny", func(t *testing.T) {
+		ran = nil
+		h.OnUnknown(func(context.Context, *tl.UnknownEvent) error { rec("OnUnknown"); return nil })
+		post(t, srv, secret, []byte(`{"event_type":"tensorlake.project.renamed","event_id":"e1"}`))
+		assert.Equal(t, []string{"OnUnknown"}, ran)
+	})
+	t.Run("OnAny(nil) removes the catch-all", func(t *testing.T) {
+		ran = nil
+		h.OnAny(nil)
+		resp := post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeJobCreated))
+		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+		assert.Empty(t, ran)
+	})
+}
+
+// TestOnPanicsForForeignTypes checks that On refuses a struct that is not an
+// event of the table.
+func TestOnPanicsForForeignTypes(t *testing.T) {
+	h := quietHandler(t, tlwebhooktest.NewSecret())
+	type notAnEvent struct{ tl.SandboxEvent }
+	assert.PanicsWithValue(t, "tlwebhook.On: *tlwebhook_test.notAnEvent is not an event struct of this package", func() {
+		tl.On(h, func(context.Context, *notAnEvent) error { return nil })
+	})
+}
+
+// TestEventKindsDescribeTheTable checks EventKinds against the wire rules:
+// every listed type is in EventTypes, callbacks exist, families have a
+// prefix their types start with.
+func TestEventKindsDescribeTheTable(t *testing.T) {
+	var types []tl.EventType
+	for _, k := range tl.EventKinds() {
+		for _, et := range k.Types {
+			types = append(types, et)
+			if k.Prefix != "" {
+				assert.True(t, strings.HasPrefix(string(et), k.Prefix), "%s in family %s", et, k.Prefix)
+			}
+		}
+	}
+	assert.Equal(t, tl.EventTypes(), types)
+}
+
+// TestProcess runs payloads verified earlier through Process: the callback
+// runs with the delivery in its context and its error comes back.
+func TestProcess(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	h := quietHandler(t, secret)
+	d := tl.Delivery{ID: "msg_1", Timestamp: time.Unix(1785000000, 0)}
+	var got tl.Delivery
+	boom := errors.New("downstream down")
+	h.OnSandboxEvent(func(ctx context.Context, ev *tl.SandboxEvent) error {
+		got, _ = tl.DeliveryFromContext(ctx)
+		if ev.Type() == tl.EventTypeSandboxFailed {
+			return boom
+		}
+		return nil
+	})
+	h.OnJobFailed(func(context.Context, *tl.JobFailed) error { return tl.Permanent(boom) })
+	h.OnJobCreated(func(context.Context, *tl.JobCreated) error { panic("bug") })
+
+	require.NoError(t, h.Process(t.Context(), d, tlwebhooktest.Sample(tl.EventTypeSandboxCreated)))
+	assert.Equal(t, "msg_1", got.ID)
+	assert.Equal(t, "evt_019f95fb-7f33-7000-8000-000000000001", got.EventID, "the envelope's event id is set")
+
+	err := h.Process(t.Context(), d, tlwebhooktest.Sample(tl.EventTypeSandboxFailed))
+	assert.ErrorIs(t, err, boom)
+	assert.NotErrorIs(t, err, tl.ErrPermanent)
+
+	err = h.Process(t.Context(), d, tlwebhooktest.Sample(tl.EventTypeJobFailed))
+	assert.ErrorIs(t, err, boom)
+	assert.ErrorIs(t, err, tl.ErrPermanent)
+
+	err = h.Process(t.Context(), d, tlwebhooktest.Sample(tl.EventTypeJobCreated))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "callback panicked: bug")
+
+	assert.NoError(t, h.Process(t.Context(), d, tlwebhooktest.Sample(tl.EventTypeApplicationCreated)), "no callback: nil")
+
+	err = h.Process(t.Context(), d, []byte(`{"status":"pending","status":"failure"}`))
+	assert.ErrorIs(t, err, tl.ErrInvalidPayload)
+	assert.ErrorIs(t, err, tl.ErrPermanent, "retrying cannot fix a payload that does not decode")
+}
+
+// TestProcessWithDeduplicator checks that Process claims like ServeHTTP: a
+// completed message is not run again, one in progress is an error.
+func TestProcessWithDeduplicator(t *testing.T) {
+	dedup, err := tl.NewMemoryDeduplicator()
+	require.NoError(t, err)
+	h := quietHandler(t, tlwebhooktest.NewSecret(), tl.WithDeduplicator(dedup))
+	runs := 0
+	h.OnJobCompleted(func(context.Context, *tl.JobCompleted) error { runs++; return nil })
+	d := tl.Delivery{ID: "msg_d"}
+	body := tlwebhooktest.Sample(tl.EventTypeJobCompleted)
+	require.NoError(t, h.Process(t.Context(), d, body))
+	require.NoError(t, h.Process(t.Context(), d, body))
+	assert.Equal(t, 1, runs)
+
+	_, res, err := dedup.Claim(t.Context(), "msg_busy")
+	require.NoError(t, err)
+	require.Equal(t, tl.ClaimAcquired, res)
+	err = h.Process(t.Context(), tl.Delivery{ID: "msg_busy"}, body)
+	assert.ErrorIs(t, err, tl.ErrInProgress)
+	assert.Equal(t, 1, runs)
+}
+
+// memInbox is an Inbox in memory that can be made to fail.
+type memInbox struct {
+	mu       sync.Mutex
+	keys     map[string][]byte
+	fail     error
+	enqueues int
+}
+
+func (m *memInbox) Enqueue(_ context.Context, d tl.Delivery, payload []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.enqueues++
+	if m.fail != nil {
+		return m.fail
+	}
+	if m.keys == nil {
+		m.keys = map[string][]byte{}
+	}
+	if _, ok := m.keys[d.IdempotencyKey()]; !ok {
+		m.keys[d.IdempotencyKey()] = append([]byte(nil), payload...)
+	}
+	return nil
+}
+
+// TestInbox checks WithInbox: verified deliveries are recorded and answered
+// 204 without running callbacks; a failing inbox gets 503; forged and
+// undecodable deliveries are not recorded.
+func TestInbox(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	ib := &memInbox{}
+	obs := &obsRecorder{}
+	h := quietHandler(t, secret, tl.WithInbox(ib), tl.WithObserver(obs))
+	ran := 0
+	h.OnAny(func(context.Context, tl.Event) error { ran++; return nil })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	body := tlwebhooktest.Sample(tl.EventTypeSandboxFailed)
+	assert.Equal(t, http.StatusNoContent, post(t, srv, secret, body).StatusCode)
+	assert.Equal(t, http.StatusNoContent, post(t, srv, secret, body).StatusCode, "a copy is recorded once")
+	assert.Zero(t, ran, "callbacks run later, in the worker")
+	require.Len(t, ib.keys, 1)
+	assert.Equal(t, body, ib.keys["evt_019f95fb-7f33-7000-8000-000000000006"], "keyed by the event id, payload as received")
+
+	assert.Equal(t, http.StatusUnauthorized, post(t, srv, tlwebhooktest.NewSecret(), body).StatusCode)
+	assert.Equal(t, http.StatusBadRequest, post(t, srv, secret, []byte(`{"a":1,"a":2}`)).StatusCode)
+	assert.Equal(t, 2, ib.enqueues, "forged and undecodable deliveries never reach the inbox")
+
+	ib.fail = errors.New("database down")
+	assert.Equal(t, http.StatusServiceUnavailable, post(t, srv, secret, body).StatusCode)
+
+	outcomes := obs.outcomes()
+	assert.Equal(t, []string{"enqueued 204", "enqueued 204", "rejected 401", "rejected 400", "failed 503"}, outcomes)
+
+	// The worker side: Process runs the recorded payload.
+	require.NoError(t, h.Process(t.Context(), tl.Delivery{ID: "msg_w"}, ib.keys["evt_019f95fb-7f33-7000-8000-000000000006"]))
+	assert.Equal(t, 1, ran)
+}
+
+// obsRecorder is an Observer that records what it is told.
+type obsRecorder struct {
+	mu  sync.Mutex
+	obs []tl.Observation
+}
+
+func (o *obsRecorder) Observe(_ context.Context, ob tl.Observation) {
+	o.mu.Lock()
+	o.obs = append(o.obs, ob)
+	o.mu.Unlock()
+}
+
+func (o *obsRecorder) outcomes() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, ob := range o.obs {
+		s := string(ob.Outcome)
+		if ob.Status != 0 {
+			s += " " + strconv.Itoa(ob.Status)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestObserver checks the Observation of each row of the Handler's status
+// table: outcome, status, event type, error and duration.
+func TestObserver(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	obs := &obsRecorder{}
+	dedup, err := tl.NewMemoryDeduplicator()
+	require.NoError(t, err)
+	h := quietHandler(t, secret, tl.WithObserver(obs), tl.WithDeduplicator(dedup), tl.WithCallbackTimeout(50*time.Millisecond))
+	boom := errors.New("boom")
+	h.OnJobCompleted(func(context.Context, *tl.JobCompleted) error { time.Sleep(time.Millisecond); return nil })
+	h.OnJobFailed(func(context.Context, *tl.JobFailed) error { return boom })
+	h.OnJobCreated(func(context.Context, *tl.JobCreated) error { return tl.Permanent(boom) })
+	h.OnSandboxEvent(func(ctx context.Context, _ *tl.SandboxEvent) error { <-ctx.Done(); return nil })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	completed := tlwebhooktest.Sample(tl.EventTypeJobCompleted)
+	postID(t, srv, secret, "msg_same", completed)
+	postID(t, srv, secret, "msg_same", completed) // a copy: duplicate, 204
+	post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeJobFailed))
+	post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeJobCreated))
+	post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeSandboxRunning))
+	post(t, srv, secret, tlwebhooktest.Sample(tl.EventTypeApplicationCreated))
+	post(t, srv, tlwebhooktest.NewSecret(), completed)
+	post(t, srv, secret, []byte(`[]`))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.NoError(t, h.Process(t.Context(), tl.Delivery{ID: "msg_p"}, tlwebhooktest.Sample(tl.EventTypeRequestFailed)))
+
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	type row struct {
+		outcome tl.DeliveryOutcome
+		status  int
+		typ     tl.EventType
+		err     error
+		ran     bool
+	}
+	want := []row{
+		{tl.DeliveryProcessed, 204, tl.EventTypeJobCompleted, nil, true},
+		{tl.DeliveryDuplicate, 204, tl.EventTypeJobCompleted, nil, false},
+		{tl.DeliveryFailed, 500, tl.EventTypeJobFailed, boom, true},
+		{tl.DeliveryFailed, 500, tl.EventTypeJobCreated, tl.ErrPermanent, true},
+		{tl.DeliveryFailed, 503, tl.EventTypeSandboxRunning, context.DeadlineExceeded, true},
+		{tl.DeliveryProcessed, 204, tl.EventTypeApplicationCreated, nil, false},
+		{tl.DeliveryRejected, 401, "", tl.ErrNoMatchingSignature, false},
+		{tl.DeliveryRejected, 400, "", tl.ErrInvalidPayload, false},
+		{tl.DeliveryRejected, 405, "", nil, false},
+		{tl.DeliveryProcessed, 0, tl.EventTypeRequestFailed, nil, false},
+	}
+	require.Len(t, obs.obs, len(want))
+	for i, w := range want {
+		o := obs.obs[i]
+		assert.Equal(t, w.outcome, o.Outcome, "row %d", i)
+		assert.Equal(t, w.status, o.Status, "row %d", i)
+		assert.Equal(t, w.typ, o.EventType, "row %d", i)
+		if w.err != nil {
+			assert.ErrorIs(t, o.Err, w.err, "row %d", i)
+		} else if w.status < 400 {
+			assert.NoError(t, o.Err, "row %d", i)
+		}
+		assert.Equal(t, w.ran, o.Duration > 0, "row %d: duration %v", i, o.Duration)
+		if w.status != 405 {
+			assert.NotEmpty(t, o.Delivery.ID, "row %d", i)
+		}
+	}
+}
