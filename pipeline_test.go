@@ -2,9 +2,9 @@ package tlwebhook_test
 
 import (
 	"bufio"
-	"crypto/tls"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
