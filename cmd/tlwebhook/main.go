@@ -15,8 +15,11 @@
 //	secret   print a fresh random endpoint secret
 //
 // Run "tlwebhook <command> -h" for a command's flags. Commands that need a
-// secret take it from -secret or from the TENSORLAKE_WEBHOOK_SECRET
-// environment variable.
+// key take it from -secret or from the TENSORLAKE_WEBHOOK_SECRET
+// environment variable: an HMAC secret (whsec_...) for an endpoint with
+// symmetric signatures (v1), or for one with asymmetric signatures (v1a)
+// the signing key (whsk_..., for sign and send) or the public key
+// (whpk_..., for verify and listen).
 //
 // Exit status: 0 on success, 1 when a command fails (for example a delivery
 // that does not verify, or a non-2xx answer), 2 on a usage error.
@@ -27,6 +30,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,7 +80,7 @@ var commands = []command{
 	{"send", "sign and POST sample or given payloads to a receiver", runSend},
 	{"sign", "print the Svix headers for a body read from stdin", runSign},
 	{"verify", "check a captured delivery and explain why it does not verify", runVerify},
-	{"secret", "print a fresh random endpoint secret", runSecret},
+	{"secret", "print a fresh random endpoint secret (or key pair)", runSecret},
 }
 
 func main() {
@@ -123,7 +128,8 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "tlwebhook <command> -h" for a command's flags.`)
-	fmt.Fprintf(w, "Commands that need a secret read -secret or $%s.\n", envSecret)
+	fmt.Fprintf(w, "Commands that need a key read -secret or $%s: whsec_... (HMAC), or\n", envSecret)
+	fmt.Fprintln(w, "whsk_... (to sign and send) and whpk_... (to verify and listen) for Ed25519.")
 }
 
 // cmdFlags is a command's flag set with its help text.
@@ -149,6 +155,13 @@ func (f *cmdFlags) printUsage(w io.Writer) {
 		f.PrintDefaults()
 		f.SetOutput(io.Discard)
 	}
+}
+
+// isSet reports whether the flag name was given on the command line.
+func (f *cmdFlags) isSet(name string) bool {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
 }
 
 // parse parses args. When done is true the command must return code:
@@ -180,20 +193,51 @@ func (f *cmdFlags) fail(e *env, format string, args ...any) int {
 	return exitFailure
 }
 
-// secretFlag registers -secret.
-func (f *cmdFlags) secretFlag() *string {
-	return f.String("secret", "", "endpoint secret, whsec_... (default $"+envSecret+")")
+// Key prefixes, as Svix shows them.
+const (
+	prefixSigningKey = "whsk_"
+	prefixPublicKey  = "whpk_"
+)
+
+// secretFlag registers -secret for a command that signs (signing true:
+// whsec_ or whsk_) or verifies (whsec_ or whpk_).
+func (f *cmdFlags) secretFlag(signing bool) *string {
+	kinds := "whsec_... (HMAC) or whpk_... (Ed25519 public key)"
+	if signing {
+		kinds = "whsec_... (HMAC) or whsk_... (Ed25519 signing key)"
+	}
+	return f.String("secret", "", "endpoint key: "+kinds+" (default $"+envSecret+")")
 }
 
-// secret returns the secret given by -secret or the environment, checked by
-// tlwebhook's own rules. A missing or invalid secret is a usage error.
-func (f *cmdFlags) secret(e *env, flagValue string) (string, int, bool) {
-	s := flagValue
+// keyFrom returns the key given by -secret or the environment. A missing
+// key is a usage error.
+func (f *cmdFlags) keyFrom(e *env, flagValue string) (string, int, bool) {
+	s := strings.TrimSpace(flagValue)
 	if s == "" {
-		s = e.getenv(envSecret)
+		s = strings.TrimSpace(e.getenv(envSecret))
 	}
 	if s == "" {
 		return "", f.usageError(e, "no secret: pass -secret or set %s", envSecret), false
+	}
+	return s, exitOK, true
+}
+
+// signingKey returns the key to sign with: an HMAC secret, checked by
+// tlwebhook's own rules, or an Ed25519 signing key. A missing or invalid
+// key, or a public key, is a usage error.
+func (f *cmdFlags) signingKey(e *env, flagValue string) (string, int, bool) {
+	s, code, ok := f.keyFrom(e, flagValue)
+	if !ok {
+		return "", code, false
+	}
+	switch {
+	case strings.HasPrefix(s, prefixPublicKey):
+		return "", f.usageError(e, "a whpk_ public key only verifies; %s needs the endpoint's signing key (whsk_...) or HMAC secret (whsec_...)", f.name), false
+	case strings.HasPrefix(s, prefixSigningKey):
+		if _, err := tlwebhooktest.NewSigner(s); err != nil {
+			return "", f.usageError(e, "%s", strings.TrimPrefix(err.Error(), "tlwebhooktest: ")), false
+		}
+		return s, exitOK, true
 	}
 	if _, err := tlwebhook.NewVerifier(s); err != nil {
 		return "", f.usageError(e, "%v", err), false
@@ -201,21 +245,67 @@ func (f *cmdFlags) secret(e *env, flagValue string) (string, int, bool) {
 	return s, exitOK, true
 }
 
-// signer returns a signer for a secret already checked by secret.
+// verifyingKey returns the key to verify with: an HMAC secret or an
+// Ed25519 public key, checked by tlwebhook's own rules. A missing or
+// invalid key is a usage error; for a signing key, the error names its
+// public key.
+func (f *cmdFlags) verifyingKey(e *env, flagValue string) (string, int, bool) {
+	s, code, ok := f.keyFrom(e, flagValue)
+	if !ok {
+		return "", code, false
+	}
+	if strings.HasPrefix(s, prefixSigningKey) {
+		if pub, err := publicKeyOf(s); err == nil {
+			return "", f.usageError(e, "a whsk_ key signs; %s needs the endpoint's public key, which for this signing key is %s", f.name, pub), false
+		}
+	}
+	if _, err := tlwebhook.NewVerifier(s); err != nil {
+		return "", f.usageError(e, "%v", err), false
+	}
+	return s, exitOK, true
+}
+
+// publicKeyOf returns the whpk_ public key of a whsk_ signing key.
+func publicKeyOf(signingKey string) (string, error) {
+	if _, err := tlwebhooktest.NewSigner(signingKey); err != nil {
+		return "", err
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(signingKey, prefixSigningKey))
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return "", errors.New("not a signing key")
+	}
+	return prefixPublicKey + base64.StdEncoding.EncodeToString(raw[ed25519.SeedSize:]), nil
+}
+
+// signer returns a signer for a key already checked by signingKey.
 func signer(secret string) *tlwebhooktest.Signer {
 	s, err := tlwebhooktest.NewSigner(secret)
 	if err != nil {
-		panic(err) // unreachable: tlwebhook.NewVerifier accepted the secret
+		panic(err) // unreachable: signingKey checked the key
 	}
 	return s
 }
 
 func runSecret(_ context.Context, e *env, args []string) int {
-	f := newFlags("secret", "", `
+	f := newFlags("secret", "[-asymmetric]", `
 Secret prints a fresh random endpoint secret: whsec_ followed by the base64
-of 32 random bytes. Use it with listen and send, or in tests.`)
+of 32 random bytes. Use it with listen and send, or in tests.
+
+With -asymmetric it prints a fresh Ed25519 key pair instead, as Svix shows
+it for an endpoint with asymmetric signatures (v1a), one key per line:
+
+  whsk_...   the signing key (seed and public key): for send and sign
+  whpk_...   the public key: for listen, verify and tlwebhook.NewHandler`)
+	asymmetric := f.Bool("asymmetric", false, "print an Ed25519 signing key and its public key")
 	if code, done := f.parse(e, args); done {
 		return code
+	}
+	if *asymmetric {
+		sk, pk := tlwebhooktest.NewKeyPair()
+		fmt.Fprintln(e.stdout, sk)
+		fmt.Fprintln(e.stdout, pk)
+		fmt.Fprintln(e.stderr, "line 1: signing key (send, sign); line 2: public key (listen, verify, tlwebhook.NewHandler)")
+		return exitOK
 	}
 	fmt.Fprintln(e.stdout, tlwebhooktest.NewSecret())
 	return exitOK

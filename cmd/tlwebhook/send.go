@@ -22,7 +22,7 @@ import (
 const progressThreshold = 20
 
 func runSend(ctx context.Context, e *env, args []string) int {
-	f := newFlags("send", "[-url URL] [-secret whsec_...] (-event TYPE | -file payload.json) [-n N] [-c C]", `
+	f := newFlags("send", "[-url URL] [-secret whsec_...|whsk_...] (-event TYPE | -file payload.json) [-n N] [-c C]", `
 Send signs payloads and POSTs them to a receiver, each with a fresh message
 id and the current time, and prints:
 
@@ -31,15 +31,17 @@ id and the current time, and prints:
   summary requests=N ok=OK failed=FAILED min=D p50=D p90=D p99=D max=D
 
 When N is over 20, only failed requests get their own line. TYPE is an event
-type, a unique suffix of one (job.completed, sandbox.failed, ...) or "all" to
-cycle through every type; the payload is the type's sample. -file sends the
-file's bytes unchanged instead ("-" reads stdin). Send exits 1 when any
+type or a unique suffix of one (job.completed, sandbox.failed, ...); the
+payload is the type's sample. "-event all" sends one delivery of every event
+type; with -n it cycles through the types for N requests instead. -file
+sends the file's bytes unchanged ("-" reads stdin). A whsec_ secret signs
+with v1 entries, a whsk_ signing key with v1a entries. Send exits 1 when any
 request fails or is answered with a status other than 2xx.`)
 	target := f.String("url", "http://127.0.0.1:8080"+defaultPath, "receiver URL")
-	secretFlag := f.secretFlag()
+	secretFlag := f.secretFlag(true)
 	event := f.String("event", "", `event type to send a sample of, or "all"`)
 	file := f.String("file", "", `payload file to send instead of a sample ("-" for stdin)`)
-	n := f.Int("n", 1, "number of requests")
+	n := f.Int("n", 1, `number of requests; with "-event all" the default is one per event type`)
 	c := f.Int("c", 1, "number of requests in flight at once")
 	timeout := f.Duration("timeout", 10*time.Second, "timeout of each request")
 	if code, done := f.parse(e, args); done {
@@ -57,7 +59,7 @@ request fails or is answered with a status other than 2xx.`)
 	if (*event == "") == (*file == "") {
 		return f.usageError(e, "give exactly one of -event and -file")
 	}
-	secret, code, ok := f.secret(e, *secretFlag)
+	secret, code, ok := f.signingKey(e, *secretFlag)
 	if !ok {
 		return code
 	}
@@ -80,6 +82,9 @@ request fails or is answered with a status other than 2xx.`)
 			if tlwebhooktest.HasSample(t) {
 				payloads = append(payloads, payload{typ: string(t), body: tlwebhooktest.Sample(t)})
 			}
+		}
+		if !f.isSet("n") {
+			*n = len(payloads) // one delivery of every type
 		}
 	default:
 		t, err := parseEventType(*event)

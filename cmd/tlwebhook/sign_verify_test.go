@@ -233,6 +233,7 @@ func TestVerify(t *testing.T) {
 	add(tc{"no v1 entry", args, stdin, exitFailure, []string{
 		"headers: ok: …", "timestamp: ok: …",
 		"signature: no v1 entry in svix-signature (found versions v2,v1a); …",
+		"hint: the delivery carries v1a signatures: verify it with the endpoint's public key (whpk_...)",
 		"result: not verified: tlwebhook: no matching signature…",
 	}})
 	args, stdin = flags(signed{good.id, good.ts, good.sig[:30]}, compact)

@@ -4,24 +4,28 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/hmac"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tlwebhook/tlwebhook"
-	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
 func runVerify(_ context.Context, e *env, args []string) int {
-	f := newFlags("verify", "(-request FILE | -body FILE [-id ID] [-timestamp SECONDS] [-signature SIG]) [-secret whsec_...] [-at TIME]", `
-Verify checks a captured delivery against a secret and says whether it
+	f := newFlags("verify", "(-request FILE | -body FILE [-id ID] [-timestamp SECONDS] [-signature SIG]) [-secret whsec_...|whpk_...] [-at TIME]", `
+Verify checks a captured delivery against the endpoint's key (an HMAC
+secret for v1 signatures, a public key for v1a ones) and says whether it
 verifies, and if not, exactly why. The delivery is a raw HTTP request file
-(-request: request line, headers, a blank line, the body; as dumped by a
-proxy or written by hand), or its parts given by flags. It prints:
+(-request: request line, headers, a blank line, the body; as written by
+"tlwebhook listen -save DIR", dumped by a proxy or written by hand), or its
+parts given by flags. It prints:
 
   note: ...          about reading the input
   headers: ...       ok, or which signature headers are missing
@@ -39,7 +43,7 @@ Verify exits 0 when the delivery verifies and 1 when it does not.`)
 	id := f.String("id", "", "svix-id header value")
 	timestamp := f.String("timestamp", "", "svix-timestamp header value")
 	signature := f.String("signature", "", "svix-signature header value")
-	secretFlag := f.secretFlag()
+	secretFlag := f.secretFlag(false)
 	atFlag := f.String("at", "", "check the timestamp as of this time, Unix seconds or RFC 3339 (default now)")
 	tolerance := f.Duration("tolerance", tlwebhook.DefaultTolerance, "accepted age (and clock skew) of the timestamp")
 	if code, done := f.parse(e, args); done {
@@ -62,7 +66,7 @@ Verify exits 0 when the delivery verifies and 1 when it does not.`)
 		}
 		now = t
 	}
-	secret, code, ok := f.secret(e, *secretFlag)
+	secret, code, ok := f.verifyingKey(e, *secretFlag)
 	if !ok {
 		return code
 	}
@@ -105,7 +109,7 @@ Verify exits 0 when the delivery verifies and 1 when it does not.`)
 	for _, n := range notes {
 		fmt.Fprintln(e.stdout, "note: "+n)
 	}
-	diagnose(e.stdout, signer(secret), header, body, now, *tolerance)
+	diagnose(e.stdout, newEntryChecker(secret), header, body, now, *tolerance)
 	d, err := v.Verify(body, header)
 	if err != nil {
 		fmt.Fprintln(e.stdout, "result: not verified: "+err.Error())
@@ -175,10 +179,54 @@ var headerSets = [2][3]string{
 	{tlwebhook.HeaderWebhookID, tlwebhook.HeaderWebhookTimestamp, tlwebhook.HeaderWebhookSignature},
 }
 
+// entryChecker checks the signature entries of one version against the key
+// given to verify.
+type entryChecker struct {
+	version string // "v1" or "v1a"
+	length  int    // characters of a well-formed entry
+	match   func(id string, at time.Time, body []byte, entry string) bool
+	// otherVersion and otherKey name the other kind of signature and the
+	// key that verifies it, for hints.
+	otherVersion, otherKey string
+	checkKey               string // the final hint after a mismatch
+}
+
+// newEntryChecker returns the checker for a key accepted by verifyingKey.
+func newEntryChecker(key string) entryChecker {
+	if strings.HasPrefix(key, prefixPublicKey) {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(key, prefixPublicKey))
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			panic("unreachable: tlwebhook.NewVerifier accepted the public key")
+		}
+		pub := ed25519.PublicKey(raw)
+		return entryChecker{
+			version: "v1a", length: 88, otherVersion: "v1", otherKey: "the endpoint's HMAC secret (whsec_...)",
+			checkKey: "hint: check the public key: each endpoint has its own key pair, and a rotated key no longer matches; also check that id, timestamp, signature and body come from the same delivery attempt",
+			match: func(id string, at time.Time, body []byte, entry string) bool {
+				sig, err := base64.StdEncoding.DecodeString(entry)
+				if err != nil || len(sig) != ed25519.SignatureSize {
+					return false
+				}
+				msg := append(strconv.AppendInt([]byte(id+"."), at.Unix(), 10), '.')
+				return ed25519.Verify(pub, append(msg, body...), sig)
+			},
+		}
+	}
+	s := signer(key)
+	return entryChecker{
+		version: "v1", length: 44, otherVersion: "v1a", otherKey: "the endpoint's public key (whpk_...)",
+		checkKey: "hint: check the secret: each endpoint has its own signing secret, and a rotated secret no longer matches; also check that id, timestamp, signature and body come from the same delivery attempt",
+		match: func(id string, at time.Time, body []byte, entry string) bool {
+			want := strings.TrimPrefix(s.Sign(id, at, body), "v1,")
+			return hmac.Equal([]byte(entry), []byte(want))
+		},
+	}
+}
+
 // diagnose explains, line by line, whether and why a delivery does not
-// verify. It computes signatures itself, so that it can try other
+// verify. It checks signatures itself, so that it can try other
 // encodings of the body.
-func diagnose(w io.Writer, s *tlwebhooktest.Signer, header http.Header, body []byte, now time.Time, tolerance time.Duration) {
+func diagnose(w io.Writer, c entryChecker, header http.Header, body []byte, now time.Time, tolerance time.Duration) {
 	// Headers: choose the set the verifier uses, as Svix does.
 	var missing [2][]string
 	for i, set := range headerSets {
@@ -237,36 +285,44 @@ func diagnose(w io.Writer, s *tlwebhooktest.Signer, header http.Header, body []b
 		fmt.Fprintln(w, "signature: not checked: no valid timestamp")
 		return
 	}
-	entries, others := v1Entries(sig)
+	entries, others := versionEntries(sig, c.version)
 	if len(entries) == 0 {
 		found := "no entries"
 		if len(others) > 0 {
 			found = "versions " + quoteIfNeeded(truncate(strings.Join(others, ","), 60))
 		}
-		fmt.Fprintf(w, "signature: no v1 entry in %s (found %s); Tensorlake signs with v1,BASE64 entries separated by spaces\n",
-			names[2], found)
+		if c.version == "v1" {
+			fmt.Fprintf(w, "signature: no v1 entry in %s (found %s); Tensorlake signs with v1,BASE64 entries separated by spaces\n",
+				names[2], found)
+		} else {
+			fmt.Fprintf(w, "signature: no v1a entry in %s (found %s); an endpoint with asymmetric signatures sends v1a,BASE64 entries separated by spaces\n",
+				names[2], found)
+		}
+		if slices.Contains(others, c.otherVersion) {
+			fmt.Fprintf(w, "hint: the delivery carries %s signatures: verify it with %s\n", c.otherVersion, c.otherKey)
+		}
 		return
 	}
 	for i, entry := range entries {
-		if len(entry) != 44 {
-			fmt.Fprintf(w, "hint: v1 entry %d has %d characters; a v1 signature has 44 (truncated or mangled when copied?)\n", i+1, len(entry))
+		if len(entry) != c.length {
+			fmt.Fprintf(w, "hint: %s entry %d has %d characters; a %s signature has %d (truncated or mangled when copied?)\n",
+				c.version, i+1, len(entry), c.version, c.length)
 		}
 	}
 	at := time.Unix(tsValue, 0)
 	matches := func(b []byte) int {
-		want := []byte(strings.TrimPrefix(s.Sign(id, at, b), "v1,"))
 		for i, entry := range entries {
-			if hmac.Equal([]byte(entry), want) {
+			if c.match(id, at, b, entry) {
 				return i + 1
 			}
 		}
 		return 0
 	}
 	if i := matches(body); i > 0 {
-		fmt.Fprintf(w, "signature: ok: matches v1 entry %d of %d\n", i, len(entries))
+		fmt.Fprintf(w, "signature: ok: matches %s entry %d of %d\n", c.version, i, len(entries))
 		return
 	}
-	fmt.Fprintf(w, "signature: mismatch: no v1 entry (of %d) matches the body as given (%d bytes)\n", len(entries), len(body))
+	fmt.Fprintf(w, "signature: mismatch: no %s entry (of %d) matches the body as given (%d bytes)\n", c.version, len(entries), len(body))
 	for _, v := range bodyVariants(body) {
 		if matches(v.body) > 0 {
 			fmt.Fprintf(w, "signature: matches the body %s (%d bytes)\n", v.desc, len(v.body))
@@ -275,7 +331,10 @@ func diagnose(w io.Writer, s *tlwebhooktest.Signer, header http.Header, body []b
 		}
 	}
 	fmt.Fprintln(w, "signature: no match for any other encoding of the body tried (trailing newline, whitespace, line endings, compact, spaced, pretty-printed or key-sorted JSON)")
-	fmt.Fprintln(w, "hint: check the secret: each endpoint has its own signing secret, and a rotated secret no longer matches; also check that id, timestamp, signature and body come from the same delivery attempt")
+	fmt.Fprintln(w, c.checkKey)
+	if slices.Contains(others, c.otherVersion) {
+		fmt.Fprintf(w, "hint: the delivery also carries %s signatures, which %s verifies\n", c.otherVersion, c.otherKey)
+	}
 }
 
 func checkTimestamp(w io.Writer, n int64, now time.Time, tolerance time.Duration) {
@@ -310,23 +369,24 @@ func isSignatureHeader(lower string) bool {
 	return false
 }
 
-// v1Entries splits a signature header as Svix does (entries separated by
-// spaces, each "version,signature") and returns the v1 signatures and the
-// versions of the other entries ("?" for an entry without a comma).
-func v1Entries(header string) (v1, otherVersions []string) {
+// versionEntries splits a signature header as Svix does (entries separated
+// by spaces, each "version,signature") and returns the signatures of
+// version and the versions of the other entries ("?" for an entry without
+// a comma).
+func versionEntries(header, want string) (sigs, otherVersions []string) {
 	for _, entry := range strings.Split(header, " ") {
 		version, value, ok := strings.Cut(entry, ",")
 		switch {
-		case ok && version == "v1":
+		case ok && version == want:
 			value, _, _ = strings.Cut(value, ",")
-			v1 = append(v1, value)
+			sigs = append(sigs, value)
 		case ok:
 			otherVersions = append(otherVersions, version)
 		case entry != "":
 			otherVersions = append(otherVersions, "?")
 		}
 	}
-	return v1, otherVersions
+	return sigs, otherVersions
 }
 
 func truncate(s string, n int) string {
