@@ -324,7 +324,7 @@ func TestSampleUnknownType(t *testing.T) {
 	const typ tlwebhook.EventType = "tensorlake.sandbox.exploded"
 	assert.False(t, tlwebhooktest.HasSample(typ))
 	assert.PanicsWithValue(t,
-		`tlwebhooktest.Sample: no sample payload for event type "tensorlake.sandbox.exploded"`,
+		`tlwebhooktest.Sample: no sample payload for event type "tensorlake.sandbox.exploded" (add testdata/samples/tensorlake.sandbox.exploded.json)`,
 		func() { tlwebhooktest.Sample(typ) })
 }
 
