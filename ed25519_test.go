@@ -1,6 +1,7 @@
 package tlwebhook
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -654,6 +655,29 @@ func TestEd25519VerificationCost(t *testing.T) {
 		assert.Positive(t, checks)
 		assert.Zero(t, checks%int64(2*maxAsymmetricEntries), "a multiple of keys x entries: %d", checks)
 	})
+}
+
+// TestEd25519ZeroAllocs extends Verify's promise (no allocation for a
+// valid delivery) to v1a signatures.
+func TestEd25519ZeroAllocs(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	r := rand.New(rand.NewPCG(91, 92))
+	// With the matching key first: each failed check against another key
+	// allocates 16 bytes inside crypto/ed25519 (its error value).
+	k, other := newEdKey(t, r), newEdKey(t, r)
+	now := time.Unix(1_800_000_000, 0)
+	for _, n := range []int{0, 256, 2048, 60 << 10} {
+		body := bytes.Repeat([]byte("x"), n)
+		v, err := NewVerifier(k.pub, WithSecrets(other.pub), edClock(now))
+		require.NoError(t, err)
+		h := edHeaders("msg_allocs", now.Unix(), k.sign("msg_allocs", now.Unix(), body))
+		var verr error
+		allocs := testing.AllocsPerRun(50, func() { _, verr = v.Verify(body, h) })
+		require.NoError(t, verr)
+		assert.Zero(t, allocs, "allocations per valid v1a Verify of %d bytes", n)
+	}
 }
 
 // FuzzVerifyEd25519 feeds arbitrary signature headers to a verifier with

@@ -466,19 +466,33 @@ func (v *Verifier) checkEd25519(sh sigHeaders, payload []byte) bool {
 	if n == 0 {
 		return false
 	}
-	msg := make([]byte, 0, len(sh.id)+24+len(payload))
-	msg = sh.appendPrefix(msg)
+	// ed25519.Verify needs the signed content in one slice: assemble it in
+	// a pooled buffer, so that a valid delivery allocates nothing.
+	bp := edMsgPool.Get().(*[]byte)
+	msg := sh.appendPrefix((*bp)[:0])
 	msg = append(msg, payload...)
+	ok := false
 	for _, k := range v.edKeys {
-		for i := 0; i < n; i++ {
+		for i := 0; i < n && !ok; i++ {
 			ed25519Checks.Add(1)
-			if ed25519.Verify(k, msg, sigs[i][:]) {
-				return true
-			}
+			ok = ed25519.Verify(k, msg, sigs[i][:])
+		}
+		if ok {
+			break
 		}
 	}
-	return false
+	if cap(msg) <= maxPooledMsg {
+		*bp = msg
+		edMsgPool.Put(bp)
+	}
+	return ok
 }
+
+// edMsgPool holds buffers for the content an Ed25519 signature covers;
+// buffers over maxPooledMsg bytes are left to the garbage collector.
+var edMsgPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledMsg = 64 << 10
 
 // matchAny compares expected with every v1 entry among the first entries
 // of header, in constant time per entry.
