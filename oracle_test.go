@@ -64,7 +64,9 @@ func oracleParse(payload []byte) (Event, error) {
 		_ = json.Unmarshal(exact, &version)
 		var n int
 		versionOK := oraclePresent(version.V) && json.Unmarshal(version.V, &n) == nil
-		if slices.Contains(oracleLifecycleTypes, t) && versionOK && n == 1 {
+		// A type the library models (the documented ones, and any typed
+		// event added to the table since) must fit its struct.
+		if (slices.Contains(oracleLifecycleTypes, t) || slices.Contains(EventTypes(), EventType(t))) && versionOK && n == 1 {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidPayload, t, err)
 		}
 		return u, nil
