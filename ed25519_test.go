@@ -26,7 +26,7 @@ import (
 
 // Tests of Ed25519 (v1a) verification. Signatures come from Svix's server
 // tests (the known-answer vector), from OpenSSL (the committed vectors in
-// testdata/ed25519_vectors.json and, when openssl is installed, fresh ones
+// testdata/ed25519/vectors.json and, when openssl is installed, fresh ones
 // made while the test runs) and from Go's crypto/ed25519, whose output the
 // OpenSSL vectors pin down: Ed25519 is deterministic, so both must produce
 // the same bytes for the same key and message.
@@ -130,7 +130,7 @@ func TestEd25519SvixKnownAnswer(t *testing.T) {
 	})
 }
 
-// edVector is one vector of testdata/ed25519_vectors.json.
+// edVector is one vector of testdata/ed25519/vectors.json.
 type edVector struct {
 	Name       string `json:"name"`
 	SigningKey string `json:"signing_key"`
@@ -143,20 +143,20 @@ type edVector struct {
 
 func loadEdVectors(t *testing.T) []edVector {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "ed25519_vectors.json"))
+	data, err := os.ReadFile(filepath.Join("testdata", "ed25519", "vectors.json"))
 	require.NoError(t, err)
 	var file struct {
 		Generator string     `json:"generator"`
 		Vectors   []edVector `json:"vectors"`
 	}
 	require.NoError(t, json.Unmarshal(data, &file))
-	require.Contains(t, file.Generator, "ed25519_vectors.sh", "the file names the command that made it")
+	require.Contains(t, file.Generator, "testdata/ed25519/vectors.sh", "the file names the command that made it")
 	require.GreaterOrEqual(t, len(file.Vectors), 5)
 	return file.Vectors
 }
 
 // TestEd25519OpenSSLVectors verifies signatures that OpenSSL made
-// (testdata/ed25519_vectors.sh), and checks that Go's crypto/ed25519, used
+// (testdata/ed25519/vectors.sh), and checks that Go's crypto/ed25519, used
 // by the other tests and by tlwebhooktest to sign, makes the same bytes.
 func TestEd25519OpenSSLVectors(t *testing.T) {
 	vectors := loadEdVectors(t)

@@ -399,10 +399,10 @@ func TestNewSignerEd25519Keys(t *testing.T) {
 }
 
 // TestSignEd25519MatchesOpenSSL checks v1a signatures against the vectors
-// OpenSSL made (../testdata/ed25519_vectors.sh): Ed25519 is deterministic,
+// OpenSSL made (../testdata/ed25519/vectors.sh): Ed25519 is deterministic,
 // so the signer must produce the same bytes.
 func TestSignEd25519MatchesOpenSSL(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "ed25519_vectors.json"))
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "ed25519", "vectors.json"))
 	require.NoError(t, err)
 	var file struct {
 		Vectors []struct {

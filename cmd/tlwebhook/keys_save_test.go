@@ -49,11 +49,11 @@ func TestSecretAsymmetric(t *testing.T) {
 	assert.NotEqual(t, r.stdout, again.stdout, "fresh keys each time")
 }
 
-// openSSLVector is the first vector of ../../testdata/ed25519_vectors.json,
+// openSSLVector is the first vector of ../../testdata/ed25519/vectors.json,
 // made by OpenSSL.
 func openSSLVector(t *testing.T) (sk, pk, id string, ts int64, body []byte, sig string) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ed25519_vectors.json"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ed25519", "vectors.json"))
 	require.NoError(t, err)
 	var file struct {
 		Vectors []struct {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates testdata/ed25519_vectors.json with OpenSSL, an Ed25519
+# Regenerates testdata/ed25519/vectors.json with OpenSSL, an Ed25519
 # implementation independent of Go's crypto/ed25519:
 #
-#   bash testdata/ed25519_vectors.sh > testdata/ed25519_vectors.json
+#   bash testdata/ed25519/vectors.sh > testdata/ed25519/vectors.json
 #
 # Each vector is a fresh key pair from "openssl genpkey -algorithm ed25519"
 # and a v1a signature from "openssl pkeyutl -sign -rawin" over
@@ -40,7 +40,7 @@ printf '\000\377\r\n' >"$dir/binary"
 printf '{"job_id":"parse_\303\251t\303\251","status":"failure","error":"\342\234\227 \360\237\224\245"}' >"$dir/unicode"
 { printf '{"pad":"'; head -c 2000 /dev/zero | tr '\0' 'x'; printf '"}\n'; } >"$dir/large"
 
-printf '{\n  "generator": "bash testdata/ed25519_vectors.sh > testdata/ed25519_vectors.json (%s)",\n  "vectors": [\n' "$(openssl version | cut -d' ' -f1-2)"
+printf '{\n  "generator": "bash testdata/ed25519/vectors.sh > testdata/ed25519/vectors.json (%s)",\n  "vectors": [\n' "$(openssl version | cut -d' ' -f1-2)"
 vector "json body" a msg_2Lh9KpQ0vX1 1700000000 "$dir/json"
 vector "empty body" a msg_empty 1700000001 "$dir/empty"
 vector "binary body" a msg_binary 1700000002 "$dir/binary"
