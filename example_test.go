@@ -6,47 +6,169 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
-
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
-func ExampleHandler() {
-	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the endpoint's signing secret
+// The README's quick start: a Handler with one callback per event kind it
+// cares about, mounted on one route of a server with every timeout set.
+func Example_quickStart() {
+	os.Setenv("TENSORLAKE_WEBHOOK_SECRET", tlwebhooktest.NewSecret()) // for the example only
 
+	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET")) // "whsec_..."
+	if err != nil {
+		log.Fatal(err)
+	}
+	h.OnJobCompleted(func(ctx context.Context, ev *tlwebhook.JobCompleted) error {
+		slog.InfoContext(ctx, "parsed", "job", ev.JobID, "pages", ev.Usage.PagesParsed)
+		return nil // 2xx: Svix stops; return an error and Svix retries
+	})
+	h.OnSandboxEvent(func(ctx context.Context, ev *tlwebhook.SandboxEvent) error {
+		slog.InfoContext(ctx, "sandbox", "type", ev.EventType, "id", ev.Data.Sandbox.ID)
+		return nil
+	})
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/tensorlake", h)
+	srv := &http.Server{
+		Addr:              ":8080",
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      20 * time.Second, // above the callback timeout (10 s)
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	// log.Fatal(srv.ListenAndServe())
+
+	fmt.Println(srv.Addr)
+	// Output: :8080
+}
+
+// ExampleHandler sends the Handler a delivery signed the way Svix signs
+// them, with the tlwebhooktest package.
+func ExampleHandler() {
+	secret := tlwebhooktest.NewSecret()
 	h, err := tlwebhook.NewHandler(secret)
 	if err != nil {
 		log.Fatal(err)
 	}
 	h.OnJobCompleted(func(ctx context.Context, ev *tlwebhook.JobCompleted) error {
 		d, _ := tlwebhook.DeliveryFromContext(ctx)
-		fmt.Printf("%s: job %s parsed %d pages\n", d.ID, ev.JobID, ev.Usage.PagesParsed)
+		fmt.Printf("job %s parsed %d pages (delivery id set: %t)\n", ev.JobID, ev.Usage.PagesParsed, d.ID != "")
 		return nil
 	})
-
-	// A delivery as Svix sends it, signed with Svix's own library.
-	body := `{"job_id":"parse_123","status":"successful","created_at":"2026-11-26T10:00:00Z",` +
-		`"finished_at":"2026-11-26T10:00:09Z","usage":{"pages_parsed":12}}`
-	now := time.Now()
-	wh, _ := svix.NewWebhook(secret)
-	sig, _ := wh.Sign("msg_1", now, []byte(body))
-	req := httptest.NewRequest(http.MethodPost, "/webhooks/tensorlake", strings.NewReader(body))
-	req.Header.Set("svix-id", "msg_1")
-	req.Header.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("svix-signature", sig)
-
+	req := tlwebhooktest.NewRequest(secret, "/webhooks/tensorlake", tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	fmt.Println(rec.Code)
 	// Output:
-	// msg_1: job parse_123 parsed 12 pages
+	// job parse_XXX parsed 10 pages (delivery id set: true)
 	// 204
+}
+
+// On registers a callback for any event struct, and OnAny catches every
+// event that has no callback of its own: exactly one runs per delivery.
+func ExampleOn() {
+	secret := tlwebhooktest.NewSecret()
+	h, _ := tlwebhook.NewHandler(secret)
+
+	tlwebhook.On(h, func(ctx context.Context, ev *tlwebhook.JobFailed) error {
+		fmt.Println("job failed:", ev.Error)
+		return nil
+	})
+	h.OnAny(func(ctx context.Context, ev tlwebhook.Event) error {
+		fmt.Println("forwarded:", ev.Type()) // e.g. to a queue
+		return nil
+	})
+
+	for _, t := range []tlwebhook.EventType{tlwebhook.EventTypeJobFailed, tlwebhook.EventTypeSandboxCreated} {
+		h.ServeHTTP(httptest.NewRecorder(), tlwebhooktest.NewRequest(secret, "/", tlwebhooktest.Sample(t)))
+	}
+	// Output:
+	// job failed: Error message describing the failure
+	// forwarded: tensorlake.sandbox.created
+}
+
+// Deliveries are not ordered: keep the last envelope applied per source and
+// skip events that do not compare greater. Callbacks run concurrently, so
+// the map is guarded.
+func ExampleEnvelope_Compare() {
+	secret := tlwebhooktest.NewSecret()
+	h, _ := tlwebhook.NewHandler(secret)
+
+	var mu sync.Mutex
+	seen := map[string]tlwebhook.Envelope{} // last envelope applied, per SourceID
+	h.OnRequestEvent(func(ctx context.Context, ev *tlwebhook.RequestEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if last, ok := seen[ev.SourceID]; ok && ev.Compare(&last) <= 0 {
+			return nil // stale or repeated: something newer was already applied
+		}
+		seen[ev.SourceID] = ev.Envelope
+		fmt.Println("applied", ev.EventType)
+		return nil
+	})
+
+	// The request's completion (ordinal 1) arrives before its creation (0).
+	for _, t := range []tlwebhook.EventType{tlwebhook.EventTypeRequestCompleted, tlwebhook.EventTypeRequestCreated} {
+		h.ServeHTTP(httptest.NewRecorder(), tlwebhooktest.NewRequest(secret, "/", tlwebhooktest.Sample(t)))
+	}
+	// Output:
+	// applied tensorlake.application.request.completed
+}
+
+// A Handler that runs each message's callback once across retries and
+// copies, in one process.
+func ExampleWithDeduplicator() {
+	secret := tlwebhooktest.NewSecret()
+
+	dedup, err := tlwebhook.NewMemoryDeduplicator()
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithDeduplicator(dedup))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	runs := 0
+	h.OnJobCompleted(func(context.Context, *tlwebhook.JobCompleted) error { runs++; return nil })
+	signer, _ := tlwebhooktest.NewSigner(secret)
+	body := tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted)
+	header := signer.Header(body) // one message, delivered twice
+	for range 2 {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(body)))
+		req.Header = header.Clone()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(rec.Code)
+	}
+	fmt.Println("callback runs:", runs)
+	// Output:
+	// 204
+	// 204
+	// callback runs: 1
+}
+
+// A callback's permanent failure: Svix is told to stop retrying.
+func ExamplePermanent() {
+	secret := tlwebhooktest.NewSecret()
+	h, _ := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
+	h.OnJobFailed(func(ctx context.Context, ev *tlwebhook.JobFailed) error {
+		return tlwebhook.Permanent(errors.New("job belongs to a deleted account"))
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, tlwebhooktest.NewRequest(secret, "/", tlwebhooktest.Sample(tlwebhook.EventTypeJobFailed)))
+	fmt.Println(rec.Code, rec.Header().Get(tlwebhook.HeaderWebhookDelivery))
+	// Output: 500 abort-message
 }
 
 func ExampleVerifier_Verify() {
@@ -81,8 +203,7 @@ func ExampleVerifier_Verify() {
 }
 
 func ExampleVerifier_Middleware() {
-	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
+	secret := tlwebhooktest.NewSecret()
 	v, err := tlwebhook.NewVerifier(secret)
 	if err != nil {
 		log.Fatal(err)
@@ -90,37 +211,27 @@ func ExampleVerifier_Middleware() {
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/tensorlake", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only verified deliveries get here; the body is still readable.
-		d, _ := tlwebhook.DeliveryFromContext(r.Context())
 		body, _ := io.ReadAll(r.Body)
 		ev, err := tlwebhook.ParseEvent(body)
 		if err != nil {
 			http.Error(w, "bad payload", http.StatusBadRequest)
 			return
 		}
-		fmt.Println("received", d.ID, ev.Type())
+		fmt.Println("received", ev.Type())
 		w.WriteHeader(http.StatusNoContent)
 	})))
 
-	body := `{"event_id":"evt_1","event_type":"tensorlake.application.created","event_version":1}`
-	now := time.Now()
-	wh, _ := svix.NewWebhook(secret)
-	sig, _ := wh.Sign("msg_2", now, []byte(body))
-
-	signed := httptest.NewRequest(http.MethodPost, "/webhooks/tensorlake", strings.NewReader(body))
-	signed.Header.Set("svix-id", "msg_2")
-	signed.Header.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
-	signed.Header.Set("svix-signature", sig)
+	body := tlwebhooktest.Sample(tlwebhook.EventTypeApplicationCreated)
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, signed)
+	mux.ServeHTTP(rec, tlwebhooktest.NewRequest(secret, "/webhooks/tensorlake", body))
 	fmt.Println(rec.Code)
 
 	// The same body without signature headers never reaches the handler.
-	unsigned := httptest.NewRequest(http.MethodPost, "/webhooks/tensorlake", strings.NewReader(body))
 	rec = httptest.NewRecorder()
-	mux.ServeHTTP(rec, unsigned)
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webhooks/tensorlake", strings.NewReader(string(body))))
 	fmt.Println(rec.Code)
 	// Output:
-	// received msg_2 tensorlake.application.created
+	// received tensorlake.application.created
 	// 204
 	// 401
 }
@@ -153,7 +264,12 @@ func ExampleParseEvent() {
 	case *tlwebhook.UnknownEvent:
 		fmt.Println("unknown event", ev.Type())
 	}
+
+	// Strict: a duplicated member is an error, never "the last one wins".
+	_, err = tlwebhook.ParseEvent([]byte(`{"status":"pending","status":"failure"}`))
+	fmt.Println(errors.Is(err, tlwebhook.ErrInvalidPayload))
 	// Output:
 	// tensorlake.sandbox.failed 9q2j1f4n6y8x0r3k5m7pa terminated
 	// reason: out_of_memory
+	// true
 }
