@@ -713,8 +713,9 @@ func FuzzVerifyEd25519(f *testing.F) {
 }
 
 // BenchmarkVerifyEd25519 measures Verify for v1a deliveries (and v1 ones,
-// for comparison, in the same run): valid at 256 B and 2 KiB, and forged
-// (a well-formed v1a entry by another key: one Ed25519 verification).
+// for comparison, in the same run): valid at 256 B and 2 KiB, forged (a
+// well-formed v1a entry by another key: one Ed25519 verification) and
+// malformed (an entry that cannot be a signature: no verification).
 func BenchmarkVerifyEd25519(b *testing.B) {
 	r := rand.New(rand.NewPCG(81, 82))
 	key := newEdKey(b, r)
@@ -736,6 +737,7 @@ func BenchmarkVerifyEd25519(b *testing.B) {
 		}{
 			{"v1a/valid", key.pub, key.sign(id, now.Unix(), body), true},
 			{"v1a/forged", key.pub, newEdKey(b, r).sign(id, now.Unix(), body), false},
+			{"v1a/malformed", key.pub, "v1a," + strings.Repeat("A", 88), false}, // no Ed25519 check
 			{"v1/valid", secret, v1, true},
 			{"v1/forged", secret, "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32)), false},
 		}
