@@ -160,11 +160,14 @@ end
 // claimScript claims KEYS[1] for the token ARGV[1] for ARGV[2]
 // milliseconds, or reports why it cannot: 1 claimed, 2 in progress, 3
 // completed, 0 a value this package does not write. A key that already
-// holds this token's claim is claimed: the script is being run again for
-// the same Claim, because the client resent it after losing the reply.
+// holds this token's claim is claimed, for a full lease from now: the
+// script is being run again for the same Claim, because the client resent
+// it after losing the reply, and the caller's lease starts when it gets
+// the answer.
 var claimScript = redis.NewScript(classify + `
 local v = redis.call('GET', KEYS[1])
 if v == 'claim:' .. ARGV[1] then
+	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 	return 1
 end
 local c = classify(v)

@@ -180,6 +180,10 @@ func TestResentRequests(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tlwebhook.ClaimAcquired, res, "a resent claim found its own claim")
 			assert.Equal(t, "claim:"+token, value(key))
+			// The lease counts from the answer, not from the first run,
+			// which was a read timeout and a backoff earlier.
+			assert.Greater(t, direct.PTTL(ctx, prefix+key).Val(), time.Second-readTimeout/2,
+				"a resent claim renews its lease")
 			require.NoError(t, d.Complete(ctx, key, token), "the token holds the claim")
 		}},
 		{"complete", func(t *testing.T, key string) {
