@@ -2,7 +2,6 @@ package tlwebhook
 
 import (
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -116,52 +115,6 @@ func newVerifier(cfg *verifierConfig) (*Verifier, error) {
 	clear(cfg.secrets)
 	cfg.secrets = nil
 	return v, nil
-}
-
-func (v *Verifier) addKey(s string) error {
-	s = strings.TrimSpace(s)
-	switch {
-	case strings.HasPrefix(s, prefixPublicKey):
-		key, err := decodeKey(s[len(prefixPublicKey):], "whpk_")
-		if err != nil {
-			return err
-		}
-		if len(key) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: public key decodes to %d bytes, want %d", ErrInvalidSecret, len(key), ed25519.PublicKeySize)
-		}
-		v.edKeys = append(v.edKeys, ed25519.PublicKey(key))
-		return nil
-	case strings.HasPrefix(s, prefixPrivateKey):
-		return fmt.Errorf("%w: a whsk_ key is the sender's private signing key; give the receiver the public key (whpk_)", ErrInvalidSecret)
-	}
-	key, err := decodeKey(strings.TrimPrefix(s, prefixSecret), "whsec_")
-	if err != nil {
-		return err
-	}
-	if len(key) < minKeyBytes {
-		return fmt.Errorf("%w: decodes to %d bytes, want at least %d", ErrInvalidSecret, len(key), minKeyBytes)
-	}
-	v.hmacKeys = append(v.hmacKeys, newMACKey(key))
-	return nil
-}
-
-func decodeKey(s, prefix string) ([]byte, error) {
-	if s == "" {
-		return nil, fmt.Errorf("%w: empty", ErrInvalidSecret)
-	}
-	key, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: not base64 (expected %s followed by base64)", ErrInvalidSecret, prefix)
-	}
-	return key, nil
-}
-
-func newMACKey(key []byte) *macKey {
-	k := &macKey{}
-	k.pool.New = func() any {
-		return &macState{h: hmac.New(sha256.New, key), prefix: make([]byte, 0, 64)}
-	}
-	return k
 }
 
 // String describes the verifier without revealing any key.
@@ -351,35 +304,6 @@ func (v *Verifier) candidate(version, sig string) bool {
 	return false
 }
 
-// wellFormedEdSig reports whether sig has the form of a base64 Ed25519
-// signature: 88 characters ending in "==", the only form that decodes to
-// exactly 64 bytes. Without the padding, 88 characters decode to 66 bytes.
-func wellFormedEdSig(sig string) bool {
-	return len(sig) == edSigLen && sig[edSigLen-2:] == "=="
-}
-
-// curveOrder is the order L of the Ed25519 base point, little-endian: a
-// signature's scalar S must be below it (RFC 8032 section 5.1.7).
-var curveOrder = [32]byte{
-	0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
-}
-
-// canonicalScalar reports whether the little-endian scalar s is below
-// [curveOrder]; ed25519.Verify rejects any other, but only after hashing
-// the message and decoding the key.
-func canonicalScalar(s []byte) bool {
-	for i := len(s) - 1; i >= 0; i-- {
-		switch {
-		case s[i] < curveOrder[i]:
-			return true
-		case s[i] > curveOrder[i]:
-			return false
-		}
-	}
-	return false // equal to L
-}
-
 // firstCandidate returns the header from its first entry that could match,
 // and how many entries from there lie within the first maxSignatureEntries,
 // so that a request without a candidate costs no signature work and the
@@ -408,10 +332,19 @@ func (sh *sigHeaders) appendPrefix(dst []byte) []byte {
 	return append(dst, '.')
 }
 
-// checkSignature computes the expected signature under each HMAC key (one
-// HMAC per key) and compares it in constant time with every v1 entry, then
-// checks v1a entries against each public key.
+// checkSignature checks the v1 entries against each HMAC key, then the v1a
+// entries against each public key.
 func (v *Verifier) checkSignature(sh sigHeaders, payload []byte) error {
+	if v.checkHMAC(sh, payload) || len(v.edKeys) > 0 && v.checkEd25519(sh, payload) {
+		v.matched.Store(true)
+		return nil
+	}
+	return ErrNoMatchingSignature
+}
+
+// checkHMAC computes the expected signature under each HMAC key (one HMAC
+// per key) and compares it in constant time with every v1 entry.
+func (v *Verifier) checkHMAC(sh sigHeaders, payload []byte) bool {
 	for _, k := range v.hmacKeys {
 		st := k.pool.Get().(*macState)
 		st.h.Reset()
@@ -425,74 +358,11 @@ func (v *Verifier) checkSignature(sh sigHeaders, payload []byte) error {
 			k.pool.Put(st)
 		}
 		if matched {
-			v.matched.Store(true)
-			return nil
+			return true
 		}
 	}
-	if len(v.edKeys) > 0 && v.checkEd25519(sh, payload) {
-		v.matched.Store(true)
-		return nil
-	}
-	return ErrNoMatchingSignature
+	return false
 }
-
-// ed25519Checks counts Ed25519 verifications, for tests.
-var ed25519Checks atomic.Int64
-
-// checkEd25519 checks the first maxAsymmetricEntries well-formed v1a entries
-// against every public key: at most one Ed25519 verification per key and
-// entry. Entries that do not decode to 64 bytes, or whose scalar is not
-// canonical, cost no verification.
-func (v *Verifier) checkEd25519(sh sigHeaders, payload []byte) bool {
-	var sigs [maxAsymmetricEntries][ed25519.SignatureSize]byte
-	// Decode into a buffer of the largest size 88 characters can decode
-	// to, so that no input makes the decoder write past it.
-	var dec [edSigLen / 4 * 3]byte
-	n := 0
-	rest := sh.signature
-	for i := 0; i < sh.entries && rest != "" && n < len(sigs); i++ {
-		version, sig, r, ok := nextEntry(rest)
-		rest = r
-		if !ok || version != "v1a" || !wellFormedEdSig(sig) {
-			continue
-		}
-		m, err := base64.StdEncoding.Decode(dec[:], []byte(sig))
-		if err != nil || m != ed25519.SignatureSize || !canonicalScalar(dec[32:64]) {
-			continue
-		}
-		copy(sigs[n][:], dec[:m])
-		n++
-	}
-	if n == 0 {
-		return false
-	}
-	// ed25519.Verify needs the signed content in one slice: assemble it in
-	// a pooled buffer, so that a valid delivery allocates nothing.
-	bp := edMsgPool.Get().(*[]byte)
-	msg := sh.appendPrefix((*bp)[:0])
-	msg = append(msg, payload...)
-	ok := false
-	for _, k := range v.edKeys {
-		for i := 0; i < n && !ok; i++ {
-			ed25519Checks.Add(1)
-			ok = ed25519.Verify(k, msg, sigs[i][:])
-		}
-		if ok {
-			break
-		}
-	}
-	if cap(msg) <= maxPooledMsg {
-		*bp = msg
-		edMsgPool.Put(bp)
-	}
-	return ok
-}
-
-// edMsgPool holds buffers for the content an Ed25519 signature covers;
-// buffers over maxPooledMsg bytes are left to the garbage collector.
-var edMsgPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-const maxPooledMsg = 64 << 10
 
 // matchAny compares expected with every v1 entry among the first entries
 // of header, in constant time per entry.
