@@ -341,9 +341,9 @@ const HeaderWebhookDelivery = "webhook-delivery"
 // ignores its context delays the answer, which Svix treats like a 5xx (it
 // retries, and a deduplicator answers 409 to copies until it finishes).
 func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim) result {
+	stopRenewing := func() {}
 	if c != nil && h.renewer != nil {
-		stop := h.keepClaim(ctx, c)
-		defer stop()
+		stopRenewing = h.keepClaim(ctx, c)
 	}
 	start := time.Now()
 	var err error
@@ -357,6 +357,7 @@ func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim)
 		cancel()
 	}
 	dur := time.Since(start)
+	stopRenewing() // before settling: a renewal after Complete would find the claim gone
 	if c != nil {
 		h.settle(ctx, c, err)
 	}
