@@ -1,7 +1,6 @@
 package tlwebhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -20,6 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
 // Tests of additional authentication (WithBasicAuth, WithHeaderAuth).
@@ -69,22 +70,7 @@ func (b *readRecorder) Read(p []byte) (int, error) {
 func (b *readRecorder) Close() error { return nil }
 
 // logCapture is a JSON slog handler writing to a buffer, at debug level.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
+type logCapture struct{ testutil.SyncBuffer }
 
 func (c *logCapture) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,38 +16,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
 // leaseLogs is a log destination safe for concurrent use.
-type leaseLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *leaseLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type leaseLogs struct{ testutil.SyncBuffer }
 
 // lines returns the log lines at level that contain substr.
 func (l *leaseLogs) lines(level, substr string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for line := range strings.Lines(l.b.String()) {
+	for line := range strings.Lines(l.SyncBuffer.String()) {
 		if strings.Contains(line, "level="+level) && strings.Contains(line, substr) {
 			out = append(out, line)
 		}
 	}
 	return out
-}
-
-func (l *leaseLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // leaseDelivery is one signed delivery of a sandbox event, as message msgID.
