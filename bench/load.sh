@@ -10,14 +10,14 @@
 # requests/s per round, the medians, and the median over rounds of each
 # server's ratio to the bare server of the same round.
 #
-# Environment: PAYLOAD (default testdata/job_completed.json), DURATION (10s),
+# Environment: PAYLOAD (default the job.completed sample), DURATION (10s),
 # CONNS (32), THREADS (1), ROUNDS (3), PORT (8089), EXAMPLE (1 to include
 # examples/basic when it exists, 0 to skip it), UNTIMED (1 to add a Handler
 # without callback timeout, WithCallbackTimeout(0)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PAYLOAD=${PAYLOAD:-testdata/job_completed.json}
+PAYLOAD=${PAYLOAD:-tlwebhooktest/testdata/samples/tensorlake.document_ingestion.job.completed.json}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}

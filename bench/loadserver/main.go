@@ -8,7 +8,7 @@
 // svix's own Go library computes for FILE at the current time, as shell
 // assignments for load.sh:
 //
-//	go run ./bench/loadserver -sign testdata/job_completed.json
+//	go run ./bench/loadserver -sign tlwebhooktest/testdata/samples/tensorlake.document_ingestion.job.completed.json
 //	go run ./bench/loadserver -mode bare -addr 127.0.0.1:8089
 //
 // The secret comes from TLWEBHOOK_BENCH_SECRET, or is a fixed test secret.
