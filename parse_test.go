@@ -484,3 +484,24 @@ func FuzzParseOracle(f *testing.F) {
 		agree(t, payload)
 	})
 }
+
+// TestEventsDoNotAliasThePayload decodes every fixture, overwrites the
+// payload's bytes, and checks that the event is unchanged: the Handler
+// returns body buffers to a pool as soon as the event is decoded, so no
+// decoded event may refer to them.
+func TestEventsDoNotAliasThePayload(t *testing.T) {
+	for _, path := range benchPayloads(t) {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			clean := readFixture(t, path)
+			want, err := ParseEvent(bytes.Clone(clean))
+			require.NoError(t, err)
+			buf := bytes.Clone(clean)
+			got, err := ParseEvent(buf)
+			require.NoError(t, err)
+			for i := range buf {
+				buf[i] = 'x'
+			}
+			assert.Equal(t, want, got, "the event changed when the payload's buffer was overwritten")
+		})
+	}
+}
