@@ -111,6 +111,9 @@ func oracleDecode(payload []byte, ev Event) error {
 	if err := json.Unmarshal(payload, ev); err != nil {
 		return err
 	}
+	if p := oracleBadTime(payload, oracleTimePaths(ev)); p != "" {
+		return errors.New("time at " + p + " is not strict RFC 3339")
+	}
 	var ts []time.Time
 	switch e := ev.(type) {
 	case *JobCreated:
@@ -159,7 +162,7 @@ func oracleUnknown(payload []byte) *UnknownEvent {
 	oracleField(le.SourceRevision, &u.SourceRevision)
 	oracleField(le.SourceOrdinal, &u.SourceOrdinal)
 	var t time.Time
-	if oracleField(le.OccurredAt, &t) {
+	if oracleBadTime(payload, []string{"/occurred_at"}) == "" && oracleField(le.OccurredAt, &t) {
 		if _, off := t.Zone(); off > -24*3600 && off < 24*3600 {
 			u.OccurredAt = t
 		}
@@ -414,4 +417,69 @@ func encodeOrdered(b *bytes.Buffer, v any) {
 		eb, _ := json.Marshal(x)
 		b.Write(eb)
 	}
+}
+
+// oracleTimePaths lists where the struct of ev has time fields.
+func oracleTimePaths(ev Event) []string {
+	switch ev.(type) {
+	case *JobCreated:
+		return []string{"/created_at"}
+	case *JobFailed, *JobCompleted:
+		return []string{"/created_at", "/finished_at"}
+	case *SandboxEvent:
+		return []string{"/occurred_at", "/data/sandbox/created_at"}
+	case *ApplicationEvent:
+		return []string{"/occurred_at", "/data/application/created_at"}
+	case *RequestEvent:
+		return []string{"/occurred_at", "/data/request/created_at", "/data/request/finished_at"}
+	}
+	return nil
+}
+
+// oracleBadTime returns the first of paths (JSON pointers through objects)
+// holding a string that time.Parse accepts as RFC 3339 but RFC 3339 does
+// not: a one-digit hour, a comma before the fraction, a zone offset whose
+// hour is 24 or more or whose minute is 60 or more (the checks documented by
+// encoding/json/v2, go.dev/issue/57912). It returns "" when there is none.
+func oracleBadTime(payload []byte, paths []string) string {
+	root, err := decodeOrdered(payload)
+	if err != nil {
+		return ""
+	}
+	for _, p := range paths {
+		v := root
+		for _, name := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			o, ok := v.(*orderedObject)
+			if !ok {
+				v = nil
+				break
+			}
+			var next any
+			for i, k := range o.keys {
+				if k == name {
+					next = o.vals[i]
+				}
+			}
+			v = next
+		}
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339, s); err != nil {
+			continue // rejected by both decoders already
+		}
+		switch {
+		case s[len("2006-01-02T")+1] == ':':
+			return p
+		case len(s) > len("2006-01-02T15:04:05") && s[len("2006-01-02T15:04:05")] == ',':
+			return p
+		case s[len(s)-1] != 'Z' && s[len(s)-1] != 'z':
+			var hh, mm int
+			if _, err := fmt.Sscanf(s[len(s)-5:], "%2d:%2d", &hh, &mm); err == nil && (hh >= 24 || mm >= 60) {
+				return p
+			}
+		}
+	}
+	return ""
 }
