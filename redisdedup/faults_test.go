@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,11 @@ import (
 // lease; the last three are not. The goals, asserted:
 //
 //   - nothing is processed without a claim: every callback run finds its
-//     message's key claimed in Redis;
+//     message's key holding its own claim token in Redis, unless the read
+//     came back more than a lease after the claim was requested (or last
+//     renewed) and the process had stalled or the claim had been resent
+//     meanwhile: a lease overrun, which no lease can prevent (a holder
+//     paused for longer than its lease loses its claim), counted apart;
 //   - no callback runs twice, or concurrently, while Redis answers within
 //     the lease: a message run twice (two successful runs) or concurrently
 //     must have had a Complete, Release or Renew fail (Redis did not answer
@@ -60,7 +65,11 @@ import (
 //   - 409 and 503 only while faults last: before the first fault and from a
 //     lease after the last, a copy is answered 2xx, or 500 by a callback
 //     made to fail, or 409 while another claim on its message is in force
-//     (as the deduplicators' answers show, each replica's being recorded).
+//     (as the deduplicators' answers show, each replica's being recorded),
+//     or 503 for a timeout (of Redis or of the callback) while the test
+//     process itself was starved of CPU: a goroutine that wakes every 10ms
+//     measures how late it wakes, and a timeout during a stall of 50ms or
+//     more is the machine's load, not a fault; any other 503 fails.
 //
 // It takes about 17 seconds, and is skipped with -short.
 func TestFaultInjection(t *testing.T) {
@@ -119,6 +128,73 @@ type faultRig struct {
 	attempts    []faultAttempt
 	noClaim     atomic.Int32 // callback runs that found no claim
 	noClaimSeen []string     // what they found
+	overruns    int          // callback runs that found their claim lapsed after a stall or a resend
+	extraSends  int          // attempts beyond the schedule, after stalls
+	stalls      []faultStall // when the test process was starved of CPU
+}
+
+// A faultStall is a time the stall monitor woke late: from start to end
+// no goroutine of the test could count on running.
+type faultStall struct{ start, end time.Time }
+
+// Stall monitor parameters: it sleeps faultTick at a time, and a wake-up
+// at least faultStallMin late is a stall.
+const (
+	faultTick     = 10 * time.Millisecond
+	faultStallMin = 50 * time.Millisecond
+	// faultStallGrace is how long after the last fault a copy whose
+	// schedule ran out during a stall is still sent.
+	faultStallGrace = 45 * time.Second
+)
+
+// monitorStalls records the stalls of the test process until stop is
+// closed.
+func (f *faultRig) monitorStalls(stop <-chan struct{}) {
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(faultTick):
+		}
+		now := time.Now()
+		if now.Sub(last)-faultTick >= faultStallMin {
+			f.mu.Lock()
+			f.stalls = append(f.stalls, faultStall{last.Add(faultTick), now})
+			f.mu.Unlock()
+		}
+		last = now
+	}
+}
+
+// stalled reports whether the process stalled at some time within [from,
+// to]. The caller holds f.mu.
+func (f *faultRig) stalled(from, to time.Time) bool {
+	for _, s := range f.stalls {
+		if !s.start.After(to) && !s.end.Before(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// A faultSlot is what a Handler's deduplicator did for one delivery
+// attempt. It travels in the request's context, which the Handler passes
+// on to the deduplicator and to the callback, so that the callback knows
+// its claim token and the sender why a 503 was answered.
+type faultSlot struct {
+	mu         sync.Mutex
+	token      string
+	claimStart time.Time
+	alive      time.Time // the claim lives in Redis at least until then
+	claimErr   error
+}
+
+type faultSlotKey struct{}
+
+func slotFrom(ctx context.Context) *faultSlot {
+	s, _ := ctx.Value(faultSlotKey{}).(*faultSlot)
+	return s
 }
 
 type faultWindow struct {
@@ -131,6 +207,7 @@ type faultAttempt struct {
 	msg          int
 	sent, answer time.Time
 	status       int
+	claimErr     error // the deduplicator's, if Claim failed
 }
 
 // faultMsg is one message: its payload, its copies and its callback runs.
@@ -202,7 +279,7 @@ func newFaultRig(t *testing.T, addr string) *faultRig {
 
 		c := redis.NewClient(&redis.Options{
 			Addr:            p.addr,
-			DialTimeout:     300 * time.Millisecond,
+			DialTimeout:     time.Second, // refused at once while down; slow only when starved
 			ReadTimeout:     faultReadTimeout,
 			WriteTimeout:    faultReadTimeout,
 			PoolTimeout:     time.Second,
@@ -325,6 +402,16 @@ func (d *faultDedup) Claim(ctx context.Context, key string) (string, tlwebhook.C
 	token, res, err := d.Deduplicator.Claim(ctx, key)
 	o.token, o.res, o.err = token, res, err
 	d.record(key, o)
+	if s := slotFrom(ctx); s != nil {
+		s.mu.Lock()
+		s.claimStart, s.claimErr = o.start, err
+		if err == nil && res == tlwebhook.ClaimAcquired {
+			// Every run of the script, the last included, came after
+			// the request; so did the expiry it set.
+			s.token, s.alive = token, o.start.Add(faultLease)
+		}
+		s.mu.Unlock()
+	}
 	return token, res, err
 }
 
@@ -346,11 +433,20 @@ func (d *faultDedup) Renew(ctx context.Context, key, token string) error {
 	o := faultOp{op: "renew", token: token, start: time.Now()}
 	o.err = d.Deduplicator.Renew(ctx, key, token)
 	d.record(key, o)
+	if s := slotFrom(ctx); s != nil && o.err == nil {
+		s.mu.Lock()
+		if a := o.start.Add(faultLease); a.After(s.alive) {
+			s.alive = a
+		}
+		s.mu.Unlock()
+	}
 	return o.err
 }
 
 // warmUp opens connections and loads the scripts, as a replica that has
-// been serving for a while would have.
+// been serving for a while would have. No fault is on yet, but on a loaded
+// machine a step may still outlast the read timeout: each is tried again,
+// with a fresh key, for up to 20 seconds.
 func (f *faultRig) warmUp(t *testing.T, c *redis.Client, d *redisdedup.Deduplicator) {
 	t.Helper()
 	ctx := context.Background()
@@ -359,14 +455,31 @@ func (f *faultRig) warmUp(t *testing.T, c *redis.Client, d *redisdedup.Deduplica
 		wg.Go(func() { _ = c.Ping(ctx).Err() })
 	}
 	wg.Wait()
-	key := "warm-up-" + tlwebhooktest.NewMessageID()
-	token, _, err := d.Claim(ctx, key)
-	require.NoError(t, err)
-	require.NoError(t, d.Renew(ctx, key, token))
-	require.NoError(t, d.Release(ctx, key, token))
-	token, _, err = d.Claim(ctx, key)
-	require.NoError(t, err)
-	require.NoError(t, d.Complete(ctx, key, token))
+	steps := func() error {
+		key := "warm-up-" + tlwebhooktest.NewMessageID()
+		token, _, err := d.Claim(ctx, key)
+		if err != nil {
+			return err
+		}
+		if err := d.Renew(ctx, key, token); err != nil {
+			return err
+		}
+		if err := d.Release(ctx, key, token); err != nil {
+			return err
+		}
+		if token, _, err = d.Claim(ctx, key); err != nil {
+			return err
+		}
+		return d.Complete(ctx, key, token)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	err := steps()
+	for err != nil && time.Now().Before(deadline) {
+		t.Logf("warm-up: %v; trying again", err)
+		time.Sleep(100 * time.Millisecond)
+		err = steps()
+	}
+	require.NoError(t, err, "warm-up")
 }
 
 // callback is every replica's sandbox callback: it checks the claim, and
@@ -378,14 +491,28 @@ func (f *faultRig) callback(ctx context.Context, ev *tlwebhook.SandboxEvent) err
 	}
 	start := time.Now()
 	v, err := f.direct.Get(context.WithoutCancel(ctx), f.prefix+m.key).Result()
-	if err != nil || !strings.HasPrefix(v, "claim:") {
-		f.noClaim.Add(1)
+	read := time.Now()
+	if s := slotFrom(ctx); s == nil {
+		f.noClaimFound(m, start, "no faultSlot in the callback's context: the Handler did not pass the request's context on")
+	} else if s.mu.Lock(); err != nil || v != "claim:"+s.token {
+		claimStart, alive, token := s.claimStart, s.alive, s.token
+		s.mu.Unlock()
 		f.mu.Lock()
-		m.mu.Lock()
-		ops := fmt.Sprint(m.ops)
-		m.mu.Unlock()
-		f.noClaimSeen = append(f.noClaimSeen, fmt.Sprintf("%s at %v: %q, %v (%s)", m.key, start.Sub(f.t0).Milliseconds(), v, err, ops))
+		// The claim may have lapsed if the read came back later than
+		// the claim is sure to live, and either the process stalled or
+		// the claim took longer than a read timeout (it was resent, or
+		// waited for a connection). Anything else is a bug.
+		overrun := read.After(alive) && (f.stalled(claimStart, read) || start.Sub(claimStart) > faultReadTimeout)
 		f.mu.Unlock()
+		if overrun {
+			f.mu.Lock()
+			f.overruns++
+			f.mu.Unlock()
+		} else {
+			f.noClaimFound(m, start, fmt.Sprintf("found %q, %v, wanted claim:%s; read %v after the claim was requested", v, err, token, read.Sub(claimStart).Round(time.Millisecond)))
+		}
+	} else {
+		s.mu.Unlock()
 	}
 	m.mu.Lock()
 	m.running++
@@ -414,6 +541,17 @@ func (f *faultRig) callback(ctx context.Context, ev *tlwebhook.SandboxEvent) err
 	return nil
 }
 
+// noClaimFound records a callback run that did not find its claim.
+func (f *faultRig) noClaimFound(m *faultMsg, start time.Time, what string) {
+	f.noClaim.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m.mu.Lock()
+	ops := fmt.Sprint(m.ops)
+	m.mu.Unlock()
+	f.noClaimSeen = append(f.noClaimSeen, fmt.Sprintf("%s at %v: %s (%s)", m.key, start.Sub(f.t0).Milliseconds(), what, ops))
+}
+
 func (f *faultRig) msgByKey(key string) *faultMsg {
 	var i int
 	if _, err := fmt.Sscanf(key, "evt_fault-%06d", &i); err != nil || i < 0 || i >= len(f.msgs) {
@@ -429,6 +567,10 @@ func (f *faultRig) run(t *testing.T) {
 	for _, p := range f.phases {
 		total += p.dur
 	}
+	stop := make(chan struct{})
+	monitor := make(chan struct{})
+	go func() { defer close(monitor); f.monitorStalls(stop) }()
+	defer func() { close(stop); <-monitor }()
 	f.t0 = time.Now()
 	var senders sync.WaitGroup
 	for _, m := range f.msgs {
@@ -452,20 +594,41 @@ func (f *faultRig) run(t *testing.T) {
 		f.windows = append(f.windows, w)
 		f.mu.Unlock()
 	}
+	f.mu.Lock()
 	f.end = time.Now()
+	f.mu.Unlock()
 	senders.Wait()
 }
 
 // send delivers one copy of m, first after delay, then after each non-2xx
-// on the schedule, each time to a random replica, signed anew.
+// on the schedule, each time to a random replica, signed anew. Svix keeps
+// retrying for days; the compressed schedule lasts 16.5s, which a stalled
+// test process can spend without running: a copy whose schedule ran out
+// while the process stalled is sent again every faultSchedule's last
+// interval until faultStallGrace after the last fault.
 func (f *faultRig) send(m *faultMsg, delay time.Duration) {
 	msgID := tlwebhooktest.NewMessageID()
 	time.Sleep(delay)
-	for _, wait := range faultSchedule {
+	first := time.Now()
+	for i := 0; ; i++ {
+		wait := faultSchedule[min(i, len(faultSchedule)-1)]
+		if i >= len(faultSchedule) {
+			f.mu.Lock()
+			more := !f.end.IsZero() && time.Since(f.end) < faultStallGrace && f.stalled(first, time.Now())
+			if more {
+				f.extraSends++
+			}
+			f.mu.Unlock()
+			if !more {
+				return
+			}
+		}
 		time.Sleep(wait)
 		h := f.handlers[rand.IntN(len(f.handlers))]
 		req := httptest.NewRequest(http.MethodPost, "/webhooks/tensorlake", bytes.NewReader(m.body))
 		req.Header.Set("Content-Type", "application/json")
+		slot := &faultSlot{}
+		req = req.WithContext(context.WithValue(req.Context(), faultSlotKey{}, slot))
 		sent := time.Now()
 		for name, values := range f.signer.HeaderFor(msgID, sent, m.body) {
 			req.Header[name] = values
@@ -473,7 +636,10 @@ func (f *faultRig) send(m *faultMsg, delay time.Duration) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		f.mu.Lock()
-		f.attempts = append(f.attempts, faultAttempt{msg: m.i, sent: sent, answer: time.Now(), status: rec.Code})
+		slot.mu.Lock()
+		claimErr := slot.claimErr
+		slot.mu.Unlock()
+		f.attempts = append(f.attempts, faultAttempt{msg: m.i, sent: sent, answer: time.Now(), status: rec.Code, claimErr: claimErr})
 		f.mu.Unlock()
 		if rec.Code/100 == 2 {
 			m.mu.Lock()
@@ -496,6 +662,9 @@ type faultFigures struct {
 	noClaim                             int
 	outside                             map[int]int // statuses of attempts sent outside the faults
 	unexplained409, outside503          int
+	starved503                          int // outside the faults, timeouts while the process stalled
+	overruns, stalls, extraSends        int
+	longestStall                        time.Duration
 	lostLogs, errorLogs                 int
 	duration                            time.Duration
 }
@@ -504,7 +673,10 @@ func (f *faultRig) figures() faultFigures {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	g := faultFigures{messages: len(f.msgs), sent: len(f.attempts), byStatus: map[int]int{}, outside: map[int]int{},
-		noClaim: int(f.noClaim.Load()), duration: time.Since(f.t0)}
+		noClaim: int(f.noClaim.Load()), duration: time.Since(f.t0), overruns: f.overruns, stalls: len(f.stalls), extraSends: f.extraSends}
+	for _, s := range f.stalls {
+		g.longestStall = max(g.longestStall, s.end.Sub(s.start))
+	}
 	firstFault, quiet := f.windows[1].start, f.end.Add(faultLease)
 	for _, a := range f.attempts {
 		g.byStatus[a.status]++
@@ -517,7 +689,13 @@ func (f *faultRig) figures() faultFigures {
 		g.outside[a.status]++
 		switch a.status {
 		case http.StatusServiceUnavailable:
-			g.outside503++
+			// A timeout (Claim's, or the callback's if Claim succeeded)
+			// while the process stalled is the machine's load.
+			if (a.claimErr == nil || isTimeout(a.claimErr)) && f.stalled(a.sent, a.answer) {
+				g.starved503++
+			} else {
+				g.outside503++
+			}
 		case http.StatusConflict:
 			if !f.msgs[a.msg].claimed(a.sent, a.answer) {
 				g.unexplained409++
@@ -626,14 +804,19 @@ func (f *faultRig) report(t *testing.T) {
 	t.Logf("callbacks run %d (successful %d); messages run twice %d (with no deduplicator error %d), run concurrently %d (with no deduplicator error %d); never processed %d; copies never answered 2xx %d",
 		g.runs, g.okRuns, g.twice, g.twiceUnexcused, g.concurrent, g.concurrentUnexcused, g.neverProcessed, g.copiesNever2xx)
 	t.Logf("messages whose Complete, Release or Renew failed at least once: %d", g.withDedupErrs)
-	t.Logf("runs without a claim %d; outside the faults (before the first, from a lease after the last): by status %v, 503 %d, unexplained 409 %d",
-		g.noClaim, g.outside, g.outside503, g.unexplained409)
+	t.Logf("runs without a claim %d, after a lease overrun %d; outside the faults (before the first, from a lease after the last): by status %v, 503 %d (and %d timeouts while the process stalled), unexplained 409 %d",
+		g.noClaim, g.overruns, g.outside, g.outside503, g.starved503, g.unexplained409)
+	t.Logf("stalls of the test process (%v or more): %d, the longest %v; attempts beyond the schedule after a stall %d",
+		faultStallMin, g.stalls, g.longestStall.Round(time.Millisecond), g.extraSends)
 	t.Logf("error-level log records %d, of which naming a lost claim %d; took %v", g.errorLogs, g.lostLogs, g.duration.Round(100*time.Millisecond))
 }
 
 func (f *faultRig) check(t *testing.T) {
 	g := f.figures()
-	assert.Zero(t, g.noClaim, "callbacks run without a claim: %v", f.noClaimSeen)
+	f.mu.Lock()
+	seen := f.noClaimSeen[:min(10, len(f.noClaimSeen))]
+	f.mu.Unlock()
+	assert.Zero(t, g.noClaim, "callbacks run without their claim (the first 10): %v", seen)
 	assert.Zero(t, g.twiceUnexcused, "messages run twice although every Complete, Release and Renew of theirs succeeded")
 	assert.Zero(t, g.concurrentUnexcused, "messages run concurrently although every Complete, Release and Renew of theirs succeeded")
 	assert.Zero(t, g.neverProcessed, "messages never processed")
@@ -643,6 +826,14 @@ func (f *faultRig) check(t *testing.T) {
 	// The suite must have bitten: faults turned deliveries away.
 	assert.Positive(t, g.byStatus[http.StatusServiceUnavailable], "no 503 at all: the faults did not reach the Handlers")
 	assert.Greater(t, g.sent, g.copies, "no retries at all")
+}
+
+// isTimeout reports whether err is a timeout: a network read, write or
+// dial deadline, a context deadline, or a wait for a pooled connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // faultProxy is a TCP proxy in front of Redis whose faults switch on and
