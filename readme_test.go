@@ -99,3 +99,20 @@ func normalizeLines(s string) []string {
 	}
 	return out
 }
+
+// TestExamplesImportNoInternalPackage keeps the examples copyable: a user's
+// module cannot import this module's internal packages.
+func TestExamplesImportNoInternalPackage(t *testing.T) {
+	var files []string
+	for _, pattern := range []string{"examples/*/*.go", "*example_test.go", "*/example_test.go", "*/*example_test.go"} {
+		m, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, m...)
+	}
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		assert.NotContains(t, string(src), "tlwebhook/internal/", "%s imports an internal package", f)
+	}
+}

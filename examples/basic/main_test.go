@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +16,28 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tlwebhook/tlwebhook"
-	"github.com/tlwebhook/tlwebhook/internal/testutil"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
-type syncBuffer = testutil.SyncBuffer
+// syncBuffer is a bytes.Buffer safe for the server's goroutines to write
+// while the test reads it. (Examples import no internal package, so that
+// they can be copied as they are.)
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 func post(t *testing.T, url string, body []byte, header http.Header) int {
 	t.Helper()
