@@ -130,6 +130,7 @@ type faultRig struct {
 	noClaimSeen []string     // what they found
 	overruns    int          // callback runs that found their claim lapsed after a stall or a resend
 	extraSends  int          // attempts beyond the schedule, after stalls
+	overrunSeen []string     // what the first lease overruns found
 	stalls      []faultStall // when the test process was starved of CPU
 }
 
@@ -507,6 +508,12 @@ func (f *faultRig) callback(ctx context.Context, ev *tlwebhook.SandboxEvent) err
 		if overrun {
 			f.mu.Lock()
 			f.overruns++
+			if len(f.overrunSeen) < 10 {
+				m.mu.Lock()
+				f.overrunSeen = append(f.overrunSeen, fmt.Sprintf("%s: found %q, %v; claim requested at %v, callback started %v later, read %v later (%s)",
+					m.key, v, err, claimStart.Sub(f.t0).Milliseconds(), start.Sub(claimStart).Round(time.Millisecond), read.Sub(claimStart).Round(time.Millisecond), m.ops))
+				m.mu.Unlock()
+			}
 			f.mu.Unlock()
 		} else {
 			f.noClaimFound(m, start, fmt.Sprintf("found %q, %v, wanted claim:%s; read %v after the claim was requested", v, err, token, read.Sub(claimStart).Round(time.Millisecond)))
@@ -663,6 +670,7 @@ type faultFigures struct {
 	outside                             map[int]int // statuses of attempts sent outside the faults
 	unexplained409, outside503          int
 	starved503                          int // outside the faults, timeouts while the process stalled
+	outside503Seen                      []string
 	overruns, stalls, extraSends        int
 	longestStall                        time.Duration
 	lostLogs, errorLogs                 int
@@ -695,6 +703,10 @@ func (f *faultRig) figures() faultFigures {
 				g.starved503++
 			} else {
 				g.outside503++
+				if len(g.outside503Seen) < 10 {
+					g.outside503Seen = append(g.outside503Seen, fmt.Sprintf("message %d sent at %v, answered %v later, stalled %v: %v",
+						a.msg, a.sent.Sub(f.t0).Milliseconds(), a.answer.Sub(a.sent).Round(time.Millisecond), f.stalled(a.sent, a.answer), a.claimErr))
+				}
 			}
 		case http.StatusConflict:
 			if !f.msgs[a.msg].claimed(a.sent, a.answer) {
@@ -806,6 +818,11 @@ func (f *faultRig) report(t *testing.T) {
 	t.Logf("messages whose Complete, Release or Renew failed at least once: %d", g.withDedupErrs)
 	t.Logf("runs without a claim %d, after a lease overrun %d; outside the faults (before the first, from a lease after the last): by status %v, 503 %d (and %d timeouts while the process stalled), unexplained 409 %d",
 		g.noClaim, g.overruns, g.outside, g.outside503, g.starved503, g.unexplained409)
+	f.mu.Lock()
+	for _, o := range f.overrunSeen {
+		t.Logf("lease overrun: %s", o)
+	}
+	f.mu.Unlock()
 	t.Logf("stalls of the test process (%v or more): %d, the longest %v; attempts beyond the schedule after a stall %d",
 		faultStallMin, g.stalls, g.longestStall.Round(time.Millisecond), g.extraSends)
 	t.Logf("error-level log records %d, of which naming a lost claim %d; took %v", g.errorLogs, g.lostLogs, g.duration.Round(100*time.Millisecond))
@@ -821,7 +838,7 @@ func (f *faultRig) check(t *testing.T) {
 	assert.Zero(t, g.concurrentUnexcused, "messages run concurrently although every Complete, Release and Renew of theirs succeeded")
 	assert.Zero(t, g.neverProcessed, "messages never processed")
 	assert.Zero(t, g.copiesNever2xx, "copies never answered 2xx")
-	assert.Zero(t, g.outside503, "503 answers outside the faults")
+	assert.Zero(t, g.outside503, "503 answers outside the faults (the first 10: %v)", g.outside503Seen)
 	assert.Zero(t, g.unexplained409, "409 answers outside the faults with no other claim in force")
 	// The suite must have bitten: faults turned deliveries away.
 	assert.Positive(t, g.byStatus[http.StatusServiceUnavailable], "no 503 at all: the faults did not reach the Handlers")
