@@ -351,7 +351,7 @@ func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim)
 	if h.timeout <= 0 {
 		err = call(ctx, fn, ev)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, h.timeout)
+		cctx, cancel := context.WithDeadline(ctx, start.Add(h.timeout)) // one clock read for both
 		err = call(cctx, fn, ev)
 		timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
