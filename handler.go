@@ -235,7 +235,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res = h.handle(ctx, d, ev, k)
 	}
 	if res.status != http.StatusNoContent {
-		if res.outcome == DeliveryFailed && errors.Is(res.err, ErrPermanent) {
+		if res.status == http.StatusInternalServerError && errors.Is(res.err, ErrPermanent) {
 			w.Header().Set(HeaderWebhookDelivery, "abort-message")
 		}
 		writeStatus(w, res.status)
@@ -343,8 +343,20 @@ const HeaderWebhookDelivery = "webhook-delivery"
 func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim) result {
 	stopRenewing := func() {}
 	if c != nil && h.renewer != nil {
-		stopRenewing = h.keepClaim(ctx, c)
+		stopRenewing = sync.OnceFunc(h.keepClaim(ctx, c))
 	}
+	// A callback that ends its goroutine (runtime.Goexit, as t.FailNow
+	// does) skips what follows: stop renewing and release the claim anyway,
+	// so that a retry can run instead of meeting 409 until Svix gives up.
+	returned := false
+	defer func() {
+		if !returned {
+			stopRenewing()
+			if c != nil {
+				h.settle(ctx, c, errCallbackExited)
+			}
+		}
+	}()
 	start := time.Now()
 	var err error
 	timedOut := false
@@ -356,6 +368,7 @@ func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim)
 		timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
 	}
+	returned = true
 	dur := time.Since(start)
 	stopRenewing() // before settling: a renewal after Complete would find the claim gone
 	if c != nil {
@@ -443,6 +456,10 @@ func call(ctx context.Context, fn *callbackFunc, ev Event) (err error) {
 	}()
 	return (*fn)(ctx, ev)
 }
+
+// errCallbackExited releases the claim of a callback that ended its
+// goroutine instead of returning.
+var errCallbackExited = errors.New("callback exited its goroutine without returning")
 
 // panicError is a recovered callback panic.
 type panicError struct {

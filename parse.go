@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -39,7 +40,7 @@ func ParseEvent(payload []byte) (Event, error) {
 func parse(payload []byte) (Event, int, error) {
 	p, err := scan(payload)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
+		return nil, 0, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err, nil))
 	}
 	var k int
 	switch {
@@ -61,14 +62,14 @@ func parse(payload []byte) (Event, int, error) {
 	ev := kinds[k].newEvent()
 	if err := json.Unmarshal(payload, ev); err != nil {
 		if !p.hasEventType {
-			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, kinds[k].Types[0], describeJSONError(err))
+			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, kinds[k].Types[0], describeJSONError(err, kinds[k].rtype))
 		}
 		// A lifecycle type or schema version this library does not know,
 		// whose data does not fit its family's struct, is new, not
 		// invalid: it reaches OnUnknown.
 		u, versionOK := newUnknown(payload)
 		if _, known := byType[EventType(p.eventType)]; known && versionOK && u.EventVersion == 1 {
-			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, p.eventType, describeJSONError(err))
+			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, p.eventType, describeJSONError(err, kinds[k].rtype))
 		}
 		return u, unknownIndex, nil
 	}
@@ -99,7 +100,12 @@ var scanners = sync.Pool{New: func() any { return new(scanner) }}
 func scan(payload []byte) (probe, error) {
 	var p probe
 	s := scanners.Get().(*scanner)
-	defer scanners.Put(s)
+	defer func() {
+		// Keep no reference to the payload in the pool.
+		s.buf = bytes.Buffer{}
+		s.dec.Reset(&s.buf)
+		scanners.Put(s)
+	}()
 	s.buf = *bytes.NewBuffer(payload)
 	s.dec.Reset(&s.buf)
 	dec := &s.dec
@@ -219,11 +225,13 @@ func decodeField[T any](raw jsontext.Value, dst *T) bool {
 }
 
 // describeJSONError describes a decoding error without quoting payload
-// content: a JSON pointer to the member, kinds and types only.
-func describeJSONError(err error) string {
+// content: a JSON pointer to the member (map keys redacted, see
+// redactMapKeys; root is the decoded struct's pointer type), kinds and types
+// only.
+func describeJSONError(err error, root reflect.Type) string {
 	var se *json.SemanticError
 	if errors.As(err, &se) {
-		field := string(se.JSONPointer)
+		field := redactMapKeys(string(se.JSONPointer), root)
 		if field == "" {
 			field = "(top level)"
 		}
@@ -268,4 +276,53 @@ func kindName(k jsontext.Kind) string {
 		return "array"
 	}
 	return "value"
+}
+
+// redactMapKeys replaces the segments of a JSON pointer that lie inside a
+// map of the decoded struct t (map keys are payload content, such as the
+// function names of fn_status) with a single "*".
+func redactMapKeys(pointer string, t reflect.Type) string {
+	if pointer == "" || t == nil {
+		return pointer
+	}
+	var out strings.Builder
+	for _, seg := range strings.Split(strings.TrimPrefix(pointer, "/"), "/") {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t != nil && t.Kind() == reflect.Map {
+			out.WriteString("/*")
+			return out.String()
+		}
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			t = jsonFieldType(t, seg)
+		case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+			t = t.Elem()
+		default:
+			t = nil
+		}
+		out.WriteString("/" + seg)
+	}
+	return out.String()
+}
+
+// jsonFieldType returns the type of the field of struct t whose JSON name is
+// name, looking into embedded structs, or nil.
+func jsonFieldType(t reflect.Type, name string) reflect.Type {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			if ft := jsonFieldType(f.Type, name); ft != nil {
+				return ft
+			}
+			continue
+		}
+		if tag == name || tag == "" && f.Name == name {
+			return f.Type
+		}
+	}
+	return nil
 }

@@ -505,3 +505,14 @@ func TestEventsDoNotAliasThePayload(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeErrorsRedactMapKeys checks that a map key, which is payload
+// content, never appears in a decode error.
+func TestDecodeErrorsRedactMapKeys(t *testing.T) {
+	_, err := ParseEvent([]byte(`{"workflow_name":"w","fn_status":{"customer-secret-123":5}}`))
+	require.ErrorIs(t, err, ErrInvalidPayload)
+	assert.NotContains(t, err.Error(), "customer-secret-123")
+	assert.Contains(t, err.Error(), "/fn_status/*")
+	_, err = ParseEvent([]byte(`{"status":"successful","usage":{"pages_parsed":"x"}}`))
+	assert.Contains(t, err.Error(), "/usage/pages_parsed", "struct field names are kept")
+}

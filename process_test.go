@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,4 +349,72 @@ func TestObserver(t *testing.T) {
 			assert.NotEmpty(t, o.Delivery.ID, "row %d", i)
 		}
 	}
+}
+
+// TestAbortOnlyOnCallbackFailure checks that webhook-delivery: abort-message
+// is sent only with a 500 from a Permanent callback error, never with a 503
+// (timeout, inbox or deduplicator), which asks Svix to retry.
+func TestAbortOnlyOnCallbackFailure(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	serve := func(h *tl.Handler) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, tlwebhooktest.NewRequest(secret, "/", tlwebhooktest.Sample(tl.EventTypeJobFailed)))
+		return rec
+	}
+	t.Run("inbox returns Permanent", func(t *testing.T) {
+		h := quietHandler(t, secret, tl.WithInbox(&memInbox{fail: tl.Permanent(errors.New("schema mismatch"))}))
+		rec := serve(h)
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Empty(t, rec.Header().Get(tl.HeaderWebhookDelivery))
+	})
+	t.Run("callback overruns and returns Permanent", func(t *testing.T) {
+		h := quietHandler(t, secret, tl.WithCallbackTimeout(10*time.Millisecond))
+		h.OnJobFailed(func(ctx context.Context, _ *tl.JobFailed) error { <-ctx.Done(); return tl.Permanent(ctx.Err()) })
+		rec := serve(h)
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		assert.Empty(t, rec.Header().Get(tl.HeaderWebhookDelivery))
+	})
+	t.Run("callback returns Permanent", func(t *testing.T) {
+		h := quietHandler(t, secret)
+		h.OnJobFailed(func(context.Context, *tl.JobFailed) error { return tl.Permanent(errors.New("gone")) })
+		rec := serve(h)
+		assert.Equal(t, http.StatusInternalServerError, rec.Code)
+		assert.Equal(t, "abort-message", rec.Header().Get(tl.HeaderWebhookDelivery))
+	})
+}
+
+// TestCallbackGoexitReleasesItsClaim checks that a callback that ends its
+// goroutine (runtime.Goexit) neither leaves its claim renewed forever nor
+// blocks the message: the claim is released, so a retry runs.
+func TestCallbackGoexitReleasesItsClaim(t *testing.T) {
+	secret := tlwebhooktest.NewSecret()
+	dedup, err := tl.NewMemoryDeduplicator(tl.MemoryLease(150 * time.Millisecond))
+	require.NoError(t, err)
+	h := quietHandler(t, secret, tl.WithDeduplicator(dedup))
+	exit := true
+	var runs int
+	h.OnJobCompleted(func(context.Context, *tl.JobCompleted) error {
+		runs++
+		if exit {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	body := tlwebhooktest.Sample(tl.EventTypeJobCompleted)
+	signer, err := tlwebhooktest.NewSigner(secret)
+	require.NoError(t, err)
+	header := signer.Header(body)
+	serve := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header = header.Clone()
+		rec := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() { defer close(done); h.ServeHTTP(rec, req) }()
+		<-done
+		return rec.Code
+	}
+	serve() // the callback exits its goroutine
+	exit = false
+	assert.Equal(t, http.StatusNoContent, serve(), "the retry runs at once: the claim was released, not left renewed")
+	assert.Equal(t, 2, runs)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -221,11 +222,15 @@ func (v *Verifier) checkTimestamp(ts int64) error {
 }
 
 func (v *Verifier) timestampError(now time.Time, ts int64) error {
-	t := time.Unix(ts, 0)
-	if d := now.Sub(t); d > 0 {
-		return fmt.Errorf("%w: signed %s ago, tolerance %v", ErrTimestampTooOld, roundDuration(d), v.tolDur)
+	// The direction is decided on integers: time.Unix wraps for the largest
+	// timestamps, which would report a far-future one as too old.
+	if sec := now.Unix(); ts < sec || ts == sec && now.Nanosecond() > 0 {
+		return fmt.Errorf("%w: signed %s ago, tolerance %v", ErrTimestampTooOld, roundDuration(now.Sub(time.Unix(ts, 0))), v.tolDur)
 	}
-	return fmt.Errorf("%w: signed %s in the future, tolerance %v", ErrTimestampTooNew, roundDuration(t.Sub(now)), v.tolDur)
+	if ts-now.Unix() > int64(math.MaxInt64/time.Second) {
+		return fmt.Errorf("%w: signed more than 290 years in the future, tolerance %v", ErrTimestampTooNew, v.tolDur)
+	}
+	return fmt.Errorf("%w: signed %s in the future, tolerance %v", ErrTimestampTooNew, roundDuration(time.Unix(ts, 0).Sub(now)), v.tolDur)
 }
 
 func roundDuration(d time.Duration) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -1077,5 +1078,25 @@ func TestErrorsNeverLeak(t *testing.T) {
 			}
 			assertNoLeak(t, err.Error(), secrets, sigs, "case %d, %s: %q", i, m.name, err)
 		}
+	}
+}
+
+// TestTimestampDirectionAtExtremes checks that the largest timestamps are
+// reported as too new, not wrapped into too old.
+func TestTimestampDirectionAtExtremes(t *testing.T) {
+	now := time.Unix(1_800_000_000, 500)
+	v, err := NewVerifier(katSecret, fixedClock(now))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		ts   int64
+		want error
+	}{
+		{math.MaxInt64, ErrTimestampTooNew},
+		{math.MaxInt64 - 62135596800, ErrTimestampTooNew},
+		{now.Unix() + 301, ErrTimestampTooNew},
+		{now.Unix() - 301, ErrTimestampTooOld},
+		{math.MinInt64, ErrTimestampTooOld},
+	} {
+		assert.ErrorIs(t, v.checkTimestamp(tc.ts), tc.want, "ts %d", tc.ts)
 	}
 }
