@@ -24,7 +24,8 @@ var kinds = []kind{
 		EventTypeApplicationCreated, EventTypeApplicationUpdated, EventTypeApplicationDeleted),
 	familyKind[RequestEvent]("OnRequestEvent", "tensorlake.application.request.",
 		EventTypeRequestCreated, EventTypeRequestCompleted, EventTypeRequestFailed),
-	// A typed event of a family: its struct embeds the family's struct, so
+	// A typed event of a family: its struct embeds the family's struct (and
+	// declares no Data field of its own, which would hide the family's), so
 	// the family's callback keeps receiving it when it has no callback of
 	// its own. For example:
 	//	memberKind[SandboxSnapshotted](EventTypeSandboxSnapshotted),
