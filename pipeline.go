@@ -49,7 +49,7 @@ func (v *Verifier) receive(r *http.Request, buf []byte) ([]byte, Delivery, int, 
 		return nil, Delivery{}, http.StatusForbidden, err
 	}
 	if r.Method != http.MethodPost {
-		return nil, Delivery{}, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed", truncate(r.Method, 32))
+		return nil, Delivery{}, http.StatusMethodNotAllowed, fmt.Errorf("%w: %s", ErrMethodNotAllowed, truncate(r.Method, 32))
 	}
 	if r.ContentLength > v.maxBody {
 		return nil, Delivery{}, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: declared %d bytes, limit %d", ErrPayloadTooLarge, r.ContentLength, v.maxBody)

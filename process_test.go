@@ -330,7 +330,7 @@ func TestObserver(t *testing.T) {
 		{tl.DeliveryProcessed, 204, tl.EventTypeApplicationCreated, nil, false},
 		{tl.DeliveryRejected, 401, "", tl.ErrNoMatchingSignature, false},
 		{tl.DeliveryRejected, 400, "", tl.ErrInvalidPayload, false},
-		{tl.DeliveryRejected, 405, "", nil, false},
+		{tl.DeliveryRejected, 405, "", tl.ErrMethodNotAllowed, false},
 		{tl.DeliveryProcessed, 0, tl.EventTypeRequestFailed, nil, false},
 	}
 	require.Len(t, obs.obs, len(want))

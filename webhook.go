@@ -119,6 +119,9 @@ var (
 	// ErrUnauthorized means the additional authentication configured with
 	// [WithBasicAuth] or [WithHeaderAuth] failed.
 	ErrUnauthorized = errors.New("tlwebhook: unauthorized")
+	// ErrMethodNotAllowed means a request used a method other than POST;
+	// it is answered 405 with Allow: POST.
+	ErrMethodNotAllowed = errors.New("tlwebhook: method not allowed")
 	// ErrInProgress is returned by [Handler.Process] for a copy of a
 	// message whose first delivery is still being processed elsewhere
 	// (the deduplicator's claim is live): retry it later.

@@ -86,7 +86,7 @@ func TestSendIntoListen(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
-		waitFor(t, out, `(?m)^rejected status=405 reason="method GET not allowed"$`)
+		waitFor(t, out, `(?m)^rejected status=405 reason="tlwebhook: method not allowed: GET"$`)
 	})
 
 	assert.Equal(t, exitOK, stop())
