@@ -59,12 +59,13 @@ func contextWithDelivery(ctx context.Context, d Delivery) context.Context {
 	return &deliveryCtx{Context: ctx, d: d}
 }
 
-// envelopeOf returns the lifecycle envelope of ev, if it has one.
-func envelopeOf(ev Event) *Envelope {
+// withEventID returns d with the event_id of ev's lifecycle envelope, if
+// it has one.
+func withEventID(d Delivery, ev Event) Delivery {
 	if e, ok := ev.(interface{ envelope() *Envelope }); ok {
-		return e.envelope()
+		d.EventID = e.envelope().EventID
 	}
-	return nil
+	return d
 }
 
 func (e *Envelope) envelope() *Envelope { return e }

@@ -222,9 +222,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: http.StatusBadRequest, Err: err})
 		return
 	}
-	if env := envelopeOf(ev); env != nil {
-		d.EventID = env.EventID
-	}
+	d = withEventID(d, ev)
 	ctx := contextWithDelivery(r.Context(), d)
 	var res result
 	if h.inbox != nil {
@@ -264,20 +262,12 @@ func (h *Handler) Process(ctx context.Context, d Delivery, payload []byte) error
 		h.observe(ctx, Observation{Delivery: d, Outcome: DeliveryRejected, Err: err})
 		return err
 	}
-	if env := envelopeOf(ev); env != nil {
-		d.EventID = env.EventID
-	}
+	d = withEventID(d, ev)
 	ctx = contextWithDelivery(ctx, d)
 	res := h.handle(ctx, d, ev, k)
 	h.log(ctx, d, ev, res)
 	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Err: res.err, Duration: res.dur})
-	if res.outcome == DeliveryDuplicate && res.status == http.StatusConflict {
-		return res.err
-	}
-	if res.outcome == DeliveryFailed {
-		return res.err
-	}
-	return nil
+	return res.err // nil when processed, without a callback, or a copy of a completed message
 }
 
 func (h *Handler) observe(ctx context.Context, o Observation) {

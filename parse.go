@@ -47,7 +47,7 @@ func parse(payload []byte) (Event, int, error) {
 	case p.hasEventType:
 		k = lifecycleKind(p.eventType)
 	case p.workflow:
-		k = workflowIndex()
+		k = workflowIndex
 	case p.hasStatus:
 		if k = jobKindFor(p.status); k < 0 {
 			k = unknownIndex

@@ -111,12 +111,14 @@ func unknownKind() kind {
 	return newKind[UnknownEvent]("OnUnknown", nil)
 }
 
-// byType, unknownIndex and the parents are computed once from the table.
+// byType, the special rows and the parents are computed once from the
+// table.
 var (
-	byType       = map[EventType]int{}
-	byRType      = map[reflect.Type]int{}
-	unknownIndex int
-	eventTypes   []EventType
+	byType        = map[EventType]int{}
+	byRType       = map[reflect.Type]int{}
+	unknownIndex  int
+	workflowIndex int
+	eventTypes    []EventType
 )
 
 func init() {
@@ -125,6 +127,9 @@ func init() {
 		byRType[k.rtype] = i
 		if k.rtype == reflect.TypeFor[*UnknownEvent]() {
 			unknownIndex = i
+		}
+		if k.workflow {
+			workflowIndex = i
 		}
 		for _, t := range k.Types {
 			if _, dup := byType[t]; dup {
@@ -180,16 +185,6 @@ func jobKindFor(status string) int {
 		}
 	}
 	return -1
-}
-
-// workflowIndex returns the workflow kind's index.
-func workflowIndex() int {
-	for i := range kinds {
-		if kinds[i].workflow {
-			return i
-		}
-	}
-	return unknownIndex
 }
 
 // EventTypes returns every event type this version of the library models,
