@@ -133,6 +133,23 @@ type spanWant struct {
 	id    string     // tlwebhook.delivery_id; "" for absent
 }
 
+// checkOne checks that one delivery with the attributes attrs was counted,
+// and that its callback duration was recorded exactly when a callback ran.
+func (r *rig) checkOne(t *testing.T, attrs string, ran bool) {
+	t.Helper()
+	deliveries, durations := r.collect(t)
+	if want := []point{{attrs, 1}}; !slices.Equal(deliveries, want) {
+		t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricDeliveries, deliveries, want)
+	}
+	var wantDur []point
+	if ran {
+		wantDur = []point{{attrs, 1}}
+	}
+	if !slices.Equal(durations, wantDur) {
+		t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricCallbackDuration, durations, wantDur)
+	}
+}
+
 func (r *rig) checkSpans(t *testing.T, want []spanWant, forbidden ...string) {
 	t.Helper()
 	var got []spanWant
@@ -406,17 +423,7 @@ func TestStatusTable(t *testing.T) {
 				t.Fatalf("status %d, want %d", got, tt.status)
 			}
 
-			deliveries, durations := r.collect(t)
-			if want := []point{{tt.attrs, 1}}; !slices.Equal(deliveries, want) {
-				t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricDeliveries, deliveries, want)
-			}
-			var wantDur []point
-			if tt.ran {
-				wantDur = []point{{tt.attrs, 1}}
-			}
-			if !slices.Equal(durations, wantDur) {
-				t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricCallbackDuration, durations, wantDur)
-			}
+			r.checkOne(t, tt.attrs, tt.ran)
 			id := ""
 			if tt.spanID {
 				id = tt.d.id
@@ -567,17 +574,7 @@ func TestProcess(t *testing.T) {
 			if (err != nil) != (tt.code == codes.Error) {
 				t.Fatalf("Process: %v", err)
 			}
-			deliveries, durations := r.collect(t)
-			if want := []point{{tt.attrs, 1}}; !slices.Equal(deliveries, want) {
-				t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricDeliveries, deliveries, want)
-			}
-			var wantDur []point
-			if tt.ran {
-				wantDur = []point{{tt.attrs, 1}}
-			}
-			if !slices.Equal(durations, wantDur) {
-				t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricCallbackDuration, durations, wantDur)
-			}
+			r.checkOne(t, tt.attrs, tt.ran)
 			r.checkSpans(t, []spanWant{{tt.attrs, tt.code, tt.desc, d.ID}}, canary)
 		})
 	}

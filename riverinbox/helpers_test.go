@@ -63,16 +63,8 @@ func postgresBackendPool(pool *pgxpool.Pool) *backend[pgx.Tx] {
 			if err != nil {
 				return nil, err
 			}
-			m := map[string]int{}
-			for rows.Next() {
-				var k string
-				var n int
-				if err := rows.Scan(&k, &n); err != nil {
-					return nil, err
-				}
-				m[k] = n
-			}
-			return m, rows.Err()
+			defer rows.Close()
+			return scanPairs(rows)
 		},
 		ph: func(n int) string { return fmt.Sprintf("$%d", n) },
 	}
@@ -101,16 +93,7 @@ func sqliteBackendDB(db *sql.DB) *backend[*sql.Tx] {
 				return nil, err
 			}
 			defer rows.Close()
-			m := map[string]int{}
-			for rows.Next() {
-				var k string
-				var n int
-				if err := rows.Scan(&k, &n); err != nil {
-					return nil, err
-				}
-				m[k] = n
-			}
-			return m, rows.Err()
+			return scanPairs(rows)
 		},
 		ph: func(int) string { return "?" },
 	}
@@ -364,3 +347,22 @@ func fmtKeys(m map[string]int, bad func(int) bool, limit int) string {
 }
 
 func readCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+// scanPairs reads rows of (text, integer) into a map; pgx.Rows and
+// *sql.Rows both have these methods.
+func scanPairs(rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) (map[string]int, error) {
+	m := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		m[k] = n
+	}
+	return m, rows.Err()
+}
