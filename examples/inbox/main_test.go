@@ -70,16 +70,7 @@ func TestRunEndToEnd(t *testing.T) {
 				return nil, err
 			}
 			defer rows.Close()
-			m := map[string]int{}
-			for rows.Next() {
-				var id string
-				var pages int
-				if err := rows.Scan(&id, &pages); err != nil {
-					return nil, err
-				}
-				m[id] = pages
-			}
-			return m, rows.Err()
+			return scanParsed(rows)
 		})
 	})
 }
@@ -89,6 +80,16 @@ func parsedJobs(rows *sql.Rows, err error) (map[string]int, error) {
 		return nil, err
 	}
 	defer rows.Close()
+	return scanParsed(rows)
+}
+
+// scanParsed reads (job id, pages) rows; pgx.Rows and *sql.Rows both have
+// these methods.
+func scanParsed(rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) (map[string]int, error) {
 	m := map[string]int{}
 	for rows.Next() {
 		var id string
