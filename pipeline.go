@@ -7,10 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
+	"sync"
 	"time"
-
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // The HTTP pipeline: every check of a delivery in order (source address,
@@ -108,7 +106,9 @@ func writeStatus(w http.ResponseWriter, status int) {
 
 // reject answers a request that failed a check and logs why: at warn level
 // for failed authentication or signatures (a wrong secret shows up here),
-// at info level otherwise.
+// at info level otherwise. At most rejectLogsPerSecond records a second are
+// written per Verifier; the next one written says how many were dropped, so
+// that a flood of forged requests cannot turn into a flood of log bytes.
 func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, status int, id string, err error) {
 	text := statusText[status]
 	level := slog.LevelInfo
@@ -126,6 +126,14 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, status int, id
 	}
 	http.Error(w, text, status)
 	if !v.logger.Enabled(r.Context(), level) {
+		return
+	}
+	ok, dropped := v.logs.allow(time.Now())
+	if dropped > 0 {
+		v.logger.LogAttrs(r.Context(), slog.LevelWarn, "tlwebhook: rejection log records suppressed",
+			slog.Int64("suppressed", dropped), slog.Int("limit_per_second", rejectLogsPerSecond))
+	}
+	if !ok {
 		return
 	}
 	attrs := []slog.Attr{slog.Int("status", status), slog.String("error", err.Error())}
@@ -192,75 +200,39 @@ func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 // errBodyTooLarge is returned by readBody when the body exceeds the limit.
 var errBodyTooLarge = fmt.Errorf("%w: body exceeds the limit", ErrPayloadTooLarge)
 
-// Diagnosis of signatures that do not match: what the pipeline can tell
-// without revealing anything, in the error that reject logs.
+// rejectLogsPerSecond bounds the rejection log records of one Verifier.
+const rejectLogsPerSecond = 10
 
-// mismatchWarnAfter is how many failed signature checks, with no success
-// since start-up, make the verifier warn once that its key is likely wrong.
-const mismatchWarnAfter = 5
-
-// explainEvery bounds how often a failed signature is examined for a
-// re-encoded body, which costs a few more HMACs.
-const explainEvery = time.Second
-
-var lastExplained atomic.Int64
-
-// explain adds to a signature error what can be told about its cause: a
-// body consumed before the handler, a body re-encoded by a middleware, or a
-// key that has verified nothing since start-up.
-func (v *Verifier) explain(r *http.Request, sh sigHeaders, body []byte, err error) error {
-	if len(body) == 0 && r.ContentLength > 0 {
-		return fmt.Errorf("%w (the body was empty although %d bytes were declared: did a middleware read it before the handler?)", err, r.ContentLength)
-	}
-	if !v.matched.Load() && v.failures.Add(1) == mismatchWarnAfter {
-		v.warnOnce.Do(func() {
-			v.logger.LogAttrs(r.Context(), slog.LevelWarn, "tlwebhook: no delivery has verified since start-up: the configured secret is likely wrong, or was rotated without adding the new one (WithSecrets)",
-				slog.Int("failed", mismatchWarnAfter))
-		})
-	}
-	now := time.Now().UnixNano()
-	last := lastExplained.Load()
-	if now-last < int64(explainEvery) || !lastExplained.CompareAndSwap(last, now) {
-		return err
-	}
-	if how := v.reencoded(sh, body); how != "" {
-		return fmt.Errorf("%w (the body is valid JSON that verifies once %s: a middleware likely re-encoded it; verify the raw bytes)", err, how)
-	}
-	if jsontext.Value(body).IsValid() {
-		return err
-	}
-	return fmt.Errorf("%w (the body is not valid JSON: it may have been altered or decompressed/recompressed on the way)", err)
+// A logLimiter lets through rejectLogsPerSecond records per second and
+// counts the rest.
+type logLimiter struct {
+	mu         sync.Mutex
+	second     int64
+	n          int
+	suppressed int64
 }
 
-// reencoded reports how body would have to be re-encoded to verify: that
-// is, which standard re-encoding of the signed JSON it is. It returns ""
-// when none verifies. Only HMAC secrets are tried (an HMAC costs about a
-// microsecond, an Ed25519 check fifty), so that the diagnosis never costs a
-// forged request more than a few HMACs.
-func (v *Verifier) reencoded(sh sigHeaders, body []byte) string {
-	val := jsontext.Value(bytes.Clone(body))
-	if len(v.hmacKeys) == 0 || !val.IsValid() {
-		return ""
+// allow reports whether a record may be written now, and how many were
+// suppressed since the last one written (to be reported first).
+func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int64) {
+	sec := now.Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec != l.second {
+		l.second, l.n = sec, 0
 	}
-	variants := []struct {
-		how string
-		fn  func(*jsontext.Value) error
-	}{
-		{"compacted", func(x *jsontext.Value) error { return x.Compact() }},
-		{"indented with two spaces", func(x *jsontext.Value) error { return x.Indent(jsontext.WithIndent("  ")) }},
-		{"indented with four spaces", func(x *jsontext.Value) error { return x.Indent(jsontext.WithIndent("    ")) }},
+	if l.n >= rejectLogsPerSecond {
+		l.suppressed++
+		return false, 0
 	}
-	for _, vr := range variants {
-		x := jsontext.Value(bytes.Clone(val))
-		if vr.fn(&x) != nil {
-			continue
-		}
-		// Formatters often end with a newline; the signed body may too.
-		for _, cand := range [][]byte{x, append(x, '\n')} {
-			if !bytes.Equal(cand, body) && v.checkHMAC(sh, cand) {
-				return vr.how
-			}
-		}
-	}
-	return ""
+	l.n++
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
+}
+
+// full reports whether a record written now would be suppressed.
+func (l *logLimiter) full(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Unix() == l.second && l.n >= rejectLogsPerSecond
 }

@@ -36,6 +36,8 @@ type Verifier struct {
 	matched  atomic.Bool
 	failures atomic.Int64
 	warnOnce sync.Once
+	diag     diagnosisGate // one 401 diagnosis at a time, see explain
+	logs     logLimiter    // rejection log records, see reject
 }
 
 // macKey is one accepted HMAC secret with a pool of pre-keyed HMAC states.
