@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	svix "github.com/svix/svix-webhooks/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	svix "github.com/svix/svix-webhooks/go"
 
 	tl "github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/internal/testutil"
