@@ -97,6 +97,12 @@ func newHandlerConfig(secret string, opts []HandlerOption) (*handlerConfig, erro
 		}
 	}
 	c.finish()
+	if c.dedup != nil && c.inbox != nil {
+		// The deduplicator would mark a message complete before the job's
+		// transaction commits: if the commit failed, the inbox's retry would
+		// find it "done" and its effects would be lost.
+		return nil, optionError("WithDeduplicator", "not with WithInbox: the inbox already runs each message once (one job per idempotency key), and a deduplicator would mark a message complete before the job's transaction commits, so a failed commit would lose its effects")
+	}
 	if c.dedup != nil && c.callbackTimeout == 0 {
 		if _, ok := c.dedup.(LeaseRenewer); !ok {
 			return nil, optionError("WithDeduplicator", "a deduplicator that cannot renew its claims (no LeaseRenewer) needs a callback timeout shorter than its lease; WithCallbackTimeout(0) removes the bound")
@@ -188,7 +194,8 @@ func WithLogger(l *slog.Logger) VerifierOption {
 //
 // While a callback runs, its claim is renewed when d is a [LeaseRenewer]
 // (both deduplicators of this project are), so a callback slower than the
-// lease keeps it. Forged requests never reach d.
+// lease keeps it. Forged requests never reach d. It cannot be combined with
+// [WithInbox], which deduplicates on its own.
 func WithDeduplicator(d Deduplicator) HandlerOption {
 	return handlerOption(func(c *handlerConfig) error {
 		if d == nil {
@@ -222,6 +229,12 @@ func WithCallbackTimeout(d time.Duration) HandlerOption {
 // runs the callback with [Handler.Process]. A delivery that does not decode
 // is answered 400 and not recorded. The module
 // github.com/tlwebhook/tlwebhook/riverinbox provides an Inbox on River.
+//
+// An inbox already runs each message once: it records one job per
+// [Delivery.IdempotencyKey]. WithInbox and [WithDeduplicator] together are
+// refused with an error wrapping [ErrInvalidOption], because the
+// deduplicator would mark a message complete before the job's transaction
+// commits, and a commit that then failed would lose the message's effects.
 func WithInbox(ib Inbox) HandlerOption {
 	return handlerOption(func(c *handlerConfig) error {
 		if ib == nil {

@@ -83,7 +83,9 @@ const (
 // bytes) for an endpoint configured with asymmetric signatures. More keys,
 // of either kind, are added with [WithSecrets]. It returns an error wrapping
 // [ErrInvalidSecret] if a key does not decode, an HMAC secret is shorter
-// than 16 bytes or a public key is not 32 bytes, and one wrapping
+// than 16 bytes, or a public key is not the canonical 32-byte encoding of a
+// point of the curve of large order (a point of small order, such as the
+// identity, would accept forged signatures), and one wrapping
 // [ErrInvalidOption] for an unusable option.
 func NewVerifier(secret string, opts ...VerifierOption) (*Verifier, error) {
 	cfg, err := newVerifierConfig(secret, opts)

@@ -89,8 +89,10 @@ var (
 	// ErrTimestampTooNew means the delivery's timestamp lies further in the
 	// future than the tolerance allows.
 	ErrTimestampTooNew = errors.New("tlwebhook: timestamp too new")
-	// ErrInvalidSecret means a secret does not decode as base64 (with or
-	// without the whsec_ prefix) or decodes to fewer than 16 bytes.
+	// ErrInvalidSecret means a key does not decode as base64 (with or
+	// without the whsec_ prefix), an HMAC secret decodes to fewer than 16
+	// bytes, or a whpk_ public key is not the canonical encoding of an
+	// Ed25519 point of large order.
 	ErrInvalidSecret = errors.New("tlwebhook: invalid secret")
 	// ErrPayloadTooLarge means the body is larger than the configured limit.
 	ErrPayloadTooLarge = errors.New("tlwebhook: payload too large")
