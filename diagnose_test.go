@@ -279,3 +279,56 @@ func TestRejectionLogsLimited(t *testing.T) {
 type observerFunc func(tl.Observation)
 
 func (f observerFunc) Observe(_ context.Context, o tl.Observation) { f(o) }
+
+// BenchmarkForged measures what a forged request costs a Handler, by body
+// shape and size: "diagnosed" gives each request a fresh Handler so that
+// the 401 diagnosis runs every time (the worst case), "flood" sends them
+// all to one Handler, where the diagnosis runs at most once a second. A
+// valid delivery of the sandbox sample is the yardstick.
+func BenchmarkForged(b *testing.B) {
+	secret := tlwebhooktest.NewSecret()
+	quiet := tl.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.Run("valid sandbox.failed", func(b *testing.B) {
+		h, err := tl.NewHandler(secret, quiet)
+		require.NoError(b, err)
+		signer, err := tlwebhooktest.NewSigner(secret)
+		require.NoError(b, err)
+		body := tlwebhooktest.Sample("tensorlake.sandbox.failed")
+		header := signer.Header(body)
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			req.Header = header
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusNoContent {
+				b.Fatal(rec.Code)
+			}
+		}
+	})
+	for _, size := range []int{10 << 10, int(tl.DefaultMaxBodyBytes) - 1} {
+		for _, sh := range forgedShapes(size) {
+			for _, mode := range []string{"diagnosed", "flood"} {
+				b.Run(fmt.Sprintf("%s/%dKiB/%s", strings.ReplaceAll(sh.name, " ", "_"), size>>10, mode), func(b *testing.B) {
+					h, err := tl.NewHandler(secret, quiet)
+					require.NoError(b, err)
+					b.SetBytes(int64(len(sh.body)))
+					b.ReportAllocs()
+					for b.Loop() {
+						if mode == "diagnosed" {
+							b.StopTimer()
+							h, _ = tl.NewHandler(secret, quiet)
+							b.StartTimer()
+						}
+						rec := httptest.NewRecorder()
+						h.ServeHTTP(rec, forgedRequest(sh.body))
+						if rec.Code != http.StatusUnauthorized {
+							b.Fatal(rec.Code)
+						}
+					}
+				})
+			}
+		}
+	}
+}
