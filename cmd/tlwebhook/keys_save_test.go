@@ -91,6 +91,7 @@ func TestSignVerifyEd25519(t *testing.T) {
 	}
 	secret := tlwebhooktest.NewSecret()
 	v1 := signer(secret).Sign(id, time.Unix(ts, 0), body)
+	_, otherPub := tlwebhooktest.NewKeyPair()
 	var indented bytes.Buffer
 	require.NoError(t, json.Indent(&indented, body, "", "  "))
 	tests := []struct {
@@ -106,7 +107,7 @@ func TestSignVerifyEd25519(t *testing.T) {
 			"signature: mismatch: no v1a entry (of 1) matches the body as given",
 			"signature: matches the body re-serialised as compact JSON",
 			"hint: the bytes checked are not the bytes that were signed"}},
-		{"another public key", "whpk_" + base64.StdEncoding.EncodeToString(make([]byte, 32)), wantSig, body, exitFailure, []string{
+		{"another public key", otherPub, wantSig, body, exitFailure, []string{
 			"signature: mismatch: no v1a entry (of 1)", "hint: check the public key: "}},
 		{"truncated v1a entry", pk, wantSig[:60], body, exitFailure, []string{
 			"hint: v1a entry 1 has 56 characters; a v1a signature has 88"}},
