@@ -15,14 +15,22 @@ import (
 )
 
 // TestReadmeSnippetsAreExamples checks that every Go snippet of README.md
-// is, line for line, part of an Example function of the repository (any
+// and of the guides in docs/ is, line for line, part of an Example function of the repository (any
 // module's *_test.go), so that each one compiles and runs under go test
 // (with -race in the README's test command), and none can drift into code
 // that no longer builds. Leading whitespace and blank lines are ignored.
 func TestReadmeSnippetsAreExamples(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	docs, err := filepath.Glob("docs/*.md")
 	require.NoError(t, err)
-	blocks := goBlocks(readme)
+	type block struct{ file, text string }
+	var blocks []block
+	for _, name := range append([]string{"README.md"}, docs...) {
+		md, err := os.ReadFile(name)
+		require.NoError(t, err)
+		for _, b := range goBlocks(md) {
+			blocks = append(blocks, block{name, b})
+		}
+	}
 	require.NotEmpty(t, blocks)
 
 	var examples []string // normalized lines of each Example function
@@ -46,7 +54,7 @@ func TestReadmeSnippetsAreExamples(t *testing.T) {
 	require.NoError(t, err)
 
 	for i, b := range blocks {
-		lines := normalizeLines(b)
+		lines := normalizeLines(b.text)
 		found := false
 		for _, ex := range examples {
 			if strings.Contains("\n"+ex+"\n", "\n"+strings.Join(lines, "\n")+"\n") {
@@ -54,7 +62,7 @@ func TestReadmeSnippetsAreExamples(t *testing.T) {
 				break
 			}
 		}
-		assert.True(t, found, "README Go snippet %d is not part of any Example function:\n%s", i+1, b)
+		assert.True(t, found, "%s: Go snippet %d is not part of any Example function:\n%s", b.file, i+1, b.text)
 	}
 }
 
