@@ -3,9 +3,11 @@ module github.com/tlwebhook/tlwebhook/otel
 go 1.26.0
 
 require (
-	github.com/tlwebhook/tlwebhook v0.0.0-20261201213234-d82a66d62a94
+	github.com/tlwebhook/tlwebhook v0.0.0-20261206031329-28251c7725bf
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
+	go.opentelemetry.io/otel/exporters/stdout/stdoutmetric v1.47.0
+	go.opentelemetry.io/otel/exporters/stdout/stdouttrace v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/sdk/metric v1.47.0
