@@ -1,6 +1,7 @@
 package tlwebhooktest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,4 +32,24 @@ func TestEverySampleIsUsed(t *testing.T) {
 	}
 	slices.Sort(want)
 	assert.Equal(t, want, onDisk)
+}
+
+// TestSampleBySuffix: a suffix names its type as in the CLI, and an unknown
+// or ambiguous name panics with the types it could mean, not a file path.
+func TestSampleBySuffix(t *testing.T) {
+	assert.Equal(t, Sample(tlwebhook.EventTypeJobCompleted), Sample("job.completed"))
+	assert.Equal(t, Sample(tlwebhook.EventTypeSandboxFailed), Sample("sandbox.failed"))
+	for name, want := range map[string]string{
+		"job.nonesuch": "known types: " + string(tlwebhook.EventTypes()[0]),
+		"created":      "is ambiguous: ",
+	} {
+		func() {
+			defer func() {
+				msg := fmt.Sprint(recover())
+				assert.Contains(t, msg, want)
+				assert.NotContains(t, msg, "testdata", "no library-internal path")
+			}()
+			Sample(tlwebhook.EventType(name))
+		}()
+	}
 }

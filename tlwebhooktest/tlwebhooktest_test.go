@@ -324,7 +324,12 @@ func TestSampleUnknownType(t *testing.T) {
 	const typ tlwebhook.EventType = "tensorlake.sandbox.exploded"
 	assert.False(t, tlwebhooktest.HasSample(typ))
 	assert.PanicsWithValue(t,
-		`tlwebhooktest.Sample: no sample payload for event type "tensorlake.sandbox.exploded" (add testdata/samples/tensorlake.sandbox.exploded.json)`,
+		`tlwebhooktest.Sample: no sample payload for event type "tensorlake.sandbox.exploded"; known types: `+strings.Join(func() (s []string) {
+			for _, t := range tlwebhook.EventTypes() {
+				s = append(s, string(t))
+			}
+			return s
+		}(), ", "),
 		func() { tlwebhooktest.Sample(typ) })
 }
 
