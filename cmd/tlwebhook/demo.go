@@ -27,7 +27,7 @@ type demoCase struct {
 	wantCallback string
 	// wantType is the event type the callback must see.
 	wantType tlwebhook.EventType
-	// wantReason is the start of the logged rejection reason.
+	// wantReason is the start of the observed rejection reason.
 	wantReason string
 }
 
@@ -67,14 +67,14 @@ func (r *demoReceiver) onEvent(ctx context.Context, callback string, ev tlwebhoo
 	return nil
 }
 
-func (r *demoReceiver) onLog(_ slog.Level, _ string, attrs map[string]string) {
-	id, reason := attrs["delivery_id"], attrs["error"]
-	if id == "" || reason == "" {
+// Observe records why the Handler rejected or failed a delivery.
+func (r *demoReceiver) Observe(_ context.Context, o tlwebhook.Observation) {
+	if o.Err == nil || o.Delivery.ID == "" {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.result(id).reason = reason
+	r.result(o.Delivery.ID).reason = o.Err.Error()
 }
 
 func runDemo(ctx context.Context, e *env, args []string) int {
@@ -96,7 +96,7 @@ configuration.`)
 
 	secret := tlwebhooktest.NewSecret()
 	recv := &demoReceiver{results: make(map[string]*demoResult)}
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(slog.New(&recordHandler{fn: recv.onLog})))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(recv), tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return f.fail(e, "%v", err)
 	}
@@ -164,15 +164,26 @@ configuration.`)
 func demoCases(secret string) []demoCase {
 	s := signer(secret)
 	var cases []demoCase
-	for _, t := range tlwebhook.EventTypes() {
-		if !tlwebhooktest.HasSample(t) {
-			continue
+	kinds := tlwebhook.EventKinds()
+	for _, k := range kinds {
+		// A typed member of a family without a method of its own reaches
+		// its family's callback.
+		callback := k.Callback
+		for _, f := range kinds {
+			if callback == "" && f.Struct == k.Family {
+				callback = f.Callback
+			}
 		}
-		body := tlwebhooktest.Sample(t)
-		cases = append(cases, demoCase{
-			name: string(t), body: body, header: s.Header(body),
-			wantStatus: http.StatusNoContent, wantCallback: callbackFor(t), wantType: t,
-		})
+		for _, t := range k.Types {
+			if !tlwebhooktest.HasSample(t) {
+				continue
+			}
+			body := tlwebhooktest.Sample(t)
+			cases = append(cases, demoCase{
+				name: string(t), body: body, header: s.Header(body),
+				wantStatus: http.StatusNoContent, wantCallback: callback, wantType: t,
+			})
+		}
 	}
 
 	body := tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted)
