@@ -269,12 +269,6 @@ func TestListenSave(t *testing.T) {
 		assert.True(t, strings.HasSuffix(r.stdout, "result: verified delivery="+id+"\n"), r.stdout)
 	})
 
-	write := func(t *testing.T, name string, data []byte) string {
-		t.Helper()
-		p := filepath.Join(t.TempDir(), name)
-		require.NoError(t, os.WriteFile(p, data, 0o600))
-		return p
-	}
 	withBody := func(b []byte) []byte {
 		h := regexp.MustCompile(`Content-Length: \d+`).ReplaceAllString(string(head), "Content-Length: "+strconv.Itoa(len(b)))
 		return append([]byte(h+"\r\n\r\n"), b...)
@@ -314,7 +308,7 @@ func TestListenSave(t *testing.T) {
 	}
 	for _, tt := range tampered {
 		t.Run("tampered/"+tt.name, func(t *testing.T) {
-			r := verifyFile(t, write(t, "tampered.http", tt.data))
+			r := verifyFile(t, writeTemp(t, tt.data))
 			assert.Equal(t, exitFailure, r.code, r.stdout+r.stderr)
 			for _, w := range tt.want {
 				assert.Contains(t, r.stdout, w)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -242,6 +244,15 @@ func startListen(t *testing.T, args ...string) (url string, out *syncBuffer, sto
 	}
 	t.Cleanup(func() { stop() })
 	return url, out, stop
+}
+
+// writeTemp writes data to a file of its own in a temporary directory and
+// returns its path.
+func writeTemp(t *testing.T, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "request.http")
+	require.NoError(t, os.WriteFile(p, data, 0o600))
+	return p
 }
 
 var _ io.Writer = (*syncBuffer)(nil)

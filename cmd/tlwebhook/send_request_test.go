@@ -5,8 +5,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -79,12 +77,6 @@ func TestSendRequest(t *testing.T) {
 	sig := signer(captureKey).Sign(id, hourAgo, body)
 	ts := strconv.FormatInt(hourAgo.Unix(), 10)
 
-	write := func(t *testing.T, data string) string {
-		t.Helper()
-		p := filepath.Join(t.TempDir(), "capture.http")
-		require.NoError(t, os.WriteFile(p, []byte(data), 0o600))
-		return p
-	}
 	tests := []struct {
 		name    string
 		headers []string
@@ -106,7 +98,7 @@ func TestSendRequest(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, http.StatusUnauthorized, direct.status)
 
-			r := runCmd(t, "", noEnv, "send", "-url", rr.url, "-secret", staging, "-request", write(t, capture))
+			r := runCmd(t, "", noEnv, "send", "-url", rr.url, "-secret", staging, "-request", writeTemp(t, []byte(capture)))
 			require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
 			assert.Regexp(t, `(?m)^sent 1/1 status=204 latency=\S+ event=tensorlake\.document_ingestion\.job\.completed delivery=`+id+`$`, r.stdout)
 			got := rr.deliveries()
@@ -136,7 +128,7 @@ func TestSendRequest(t *testing.T) {
 
 	t.Run("capture without a message id", func(t *testing.T) {
 		r := runCmd(t, "", noEnv, "send", "-url", "http://127.0.0.1:1/", "-secret", captureKey, "-request",
-			write(t, rawRequest([]string{"Svix-Timestamp: " + ts}, string(body), true)))
+			writeTemp(t, []byte(rawRequest([]string{"Svix-Timestamp: " + ts}, string(body), true))))
 		assert.Equal(t, exitFailure, r.code)
 		assert.Contains(t, r.stderr, "no svix-id or webhook-id header: a replay needs the delivery's message id")
 		assert.Empty(t, r.stdout, "nothing sent")

@@ -228,34 +228,25 @@ func TestVerify(t *testing.T) {
 		"result: not verified: tlwebhook: invalid signature headers…",
 	}})
 
-	args, stdin = flags(other, compact)
-	add(tc{"wrong secret", args, stdin, exitFailure, []string{
-		"headers: ok: …", "timestamp: ok: …",
-		"signature: mismatch: no entry of 1 matches the body as given (" + strconv.Itoa(len(compact)) + " bytes): v1 (44 characters)",
-		"hint: check the key: …",
-		"result: not verified: tlwebhook: no matching signature",
-	}})
-	args, stdin = flags(signed{good.id, good.ts, "v2,abc v1a,xyz"}, compact)
-	add(tc{"no v1 entry", args, stdin, exitFailure, []string{
-		"headers: ok: …", "timestamp: ok: …",
-		"signature: mismatch: no entry of 2 matches the body as given (" + strconv.Itoa(len(compact)) + " bytes): v2 (3 characters, malformed), v1a (3 characters, malformed)",
-		"hint: the delivery carries v1a (Ed25519) signatures only: verify it with the endpoint's public key (whpk_...)",
-		"result: not verified: tlwebhook: no matching signature…",
-	}})
-	args, stdin = flags(signed{good.id, good.ts, "sig-without-version"}, compact)
-	add(tc{"entry without a version", args, stdin, exitFailure, []string{
-		"headers: ok: …", "timestamp: ok: …",
-		"signature: mismatch: no entry of 1 matches the body as given (" + strconv.Itoa(len(compact)) + " bytes): an entry without a version",
-		"hint: the signature header has no v1 or v1a entry; …",
-		"result: not verified: tlwebhook: no matching signature…",
-	}})
-	args, stdin = flags(signed{good.id, good.ts, good.sig[:30]}, compact)
-	add(tc{"truncated signature", args, stdin, exitFailure, []string{
-		"headers: ok: …", "timestamp: ok: …",
-		"signature: mismatch: no entry of 1 matches the body as given (" + strconv.Itoa(len(compact)) + " bytes): v1 (27 characters, malformed)",
-		"hint: a v1 entry has 27 characters, not 44: truncated or mangled when copied?",
-		"hint: check the key: …", "result: not verified: …",
-	}})
+	// Signatures that match nothing: the entries as the library describes
+	// them, then its hints.
+	noMatch := func(name, sig, entries string, hints ...string) {
+		args, stdin := flags(signed{good.id, good.ts, sig}, compact)
+		want := []string{"headers: ok: …", "timestamp: ok: …",
+			"signature: mismatch: no entry of " + entries}
+		for _, h := range hints {
+			want = append(want, "hint: "+h)
+		}
+		add(tc{name, args, stdin, exitFailure, append(want, "result: not verified: tlwebhook: no matching signature…")})
+	}
+	given := " matches the body as given (" + strconv.Itoa(len(compact)) + " bytes): "
+	noMatch("wrong secret", other.sig, "1"+given+"v1 (44 characters)", "check the key: …")
+	noMatch("no v1 entry", "v2,abc v1a,xyz", "2"+given+"v2 (3 characters, malformed), v1a (3 characters, malformed)",
+		"the delivery carries v1a (Ed25519) signatures only: verify it with the endpoint's public key (whpk_...)")
+	noMatch("entry without a version", "sig-without-version", "1"+given+"an entry without a version",
+		"the signature header has no v1 or v1a entry; …")
+	noMatch("truncated signature", good.sig[:30], "1"+given+"v1 (27 characters, malformed)",
+		"a v1 entry has 27 characters, not 44: truncated or mangled when copied?", "check the key: …")
 
 	// Bodies changed between signing and checking: the library names the
 	// re-encoding that verifies.
