@@ -9,7 +9,7 @@
 //
 //	demo     run a receiver and send it one signed delivery of every event type
 //	listen   run a receiver that prints every event and every rejection
-//	send     sign and POST sample or given payloads to a receiver
+//	send     sign and POST samples, payload files or captured deliveries to a receiver
 //	sign     print the Svix headers for a body read from stdin
 //	verify   check a captured delivery and explain why it does not verify
 //	secret   print a fresh random endpoint secret
@@ -75,7 +75,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run a receiver and send it one signed delivery of every event type", runDemo},
 	{"listen", "run a receiver that prints every event and every rejection", runListen},
-	{"send", "sign and POST sample or given payloads to a receiver", runSend},
+	{"send", "sign and POST samples, payload files or captured deliveries to a receiver", runSend},
 	{"sign", "print the Svix headers for a body read from stdin", runSign},
 	{"verify", "check a captured delivery and explain why it does not verify", runVerify},
 	{"secret", "print a fresh random endpoint secret (or key pair)", runSecret},

@@ -200,7 +200,7 @@ func TestVerify(t *testing.T) {
 		"timestamp: too old: signed 3642s ago (2023-11-14T21:13:20Z), 3342s outside the 300s tolerance",
 		"signature: ok: entry 1 of 1 (v1) matches",
 		"hint: a delivery is accepted for 5m0s after signing …",
-		"hint: to check a capture as of the time it was captured, pass it with -at",
+		"hint: to check a capture as of its capture time, pass that time with -at (listen -save puts it in the file name)",
 		"result: not verified: tlwebhook: timestamp too old…",
 	}})
 	future := svixSign(t, secret, id, ts+642, compact)

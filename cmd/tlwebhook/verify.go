@@ -108,7 +108,7 @@ Verify exits 0 when the delivery verifies and 1 when it does not.`)
 	dg := v.Diagnose(body, header)
 	printDiagnosis(e.stdout, dg, header, len(body), *tolerance)
 	if errors.Is(dg.Err, tlwebhook.ErrTimestampTooOld) {
-		fmt.Fprintln(e.stdout, "hint: to check a capture as of the time it was captured, pass it with -at")
+		fmt.Fprintln(e.stdout, "hint: to check a capture as of its capture time, pass that time with -at (listen -save puts it in the file name)")
 	}
 	if dg.Err != nil {
 		fmt.Fprintln(e.stdout, "result: not verified: "+dg.Err.Error())
