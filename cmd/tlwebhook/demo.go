@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
@@ -27,7 +28,7 @@ type demoCase struct {
 	wantCallback string
 	// wantType is the event type the callback must see.
 	wantType tlwebhook.EventType
-	// wantReason is the start of the logged rejection reason.
+	// wantReason is the start of the observed rejection reason.
 	wantReason string
 }
 
@@ -67,14 +68,14 @@ func (r *demoReceiver) onEvent(ctx context.Context, callback string, ev tlwebhoo
 	return nil
 }
 
-func (r *demoReceiver) onLog(_ slog.Level, _ string, attrs map[string]string) {
-	id, reason := attrs["delivery_id"], attrs["error"]
-	if id == "" || reason == "" {
+// Observe records why the Handler rejected or failed a delivery.
+func (r *demoReceiver) Observe(_ context.Context, o tlwebhook.Observation) {
+	if o.Err == nil || o.Delivery.ID == "" {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.result(id).reason = reason
+	r.result(o.Delivery.ID).reason = o.Err.Error()
 }
 
 func runDemo(ctx context.Context, e *env, args []string) int {
@@ -96,7 +97,7 @@ configuration.`)
 
 	secret := tlwebhooktest.NewSecret()
 	recv := &demoReceiver{results: make(map[string]*demoResult)}
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(slog.New(&recordHandler{fn: recv.onLog})))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(recv), tlwebhook.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return f.fail(e, "%v", err)
 	}
@@ -123,7 +124,7 @@ configuration.`)
 	client := &http.Client{Timeout: 10 * time.Second}
 	failed := 0
 	for _, c := range cases {
-		status, err := post(ctx, client, url, c.body, c.header)
+		a, err := post(ctx, client, url, c.body, c.header)
 		if err != nil {
 			fmt.Fprintf(e.stdout, "FAIL %-44s %s\n", c.name, kv("error", err.Error()))
 			failed++
@@ -133,7 +134,7 @@ configuration.`)
 		res := *recv.result(c.header.Get(tlwebhook.HeaderSvixID))
 		recv.mu.Unlock()
 
-		ok := status == c.wantStatus && res.callback == c.wantCallback &&
+		ok := a.status == c.wantStatus && res.callback == c.wantCallback &&
 			(c.wantCallback == "none" && res.calls == 0 || res.calls == 1 && res.typ == c.wantType) &&
 			strings.HasPrefix(res.reason, c.wantReason)
 		verdict := "ok  "
@@ -141,7 +142,7 @@ configuration.`)
 			verdict = "FAIL"
 			failed++
 		}
-		fields := []string{verdict, fmt.Sprintf("%-44s", c.name), "status=" + strconv.Itoa(status), kv("callback", res.callback)}
+		fields := []string{verdict, fmt.Sprintf("%-44s", c.name), "status=" + strconv.Itoa(a.status), kv("callback", res.callback)}
 		fields = append(fields, res.fields...)
 		if res.reason != "" {
 			fields = append(fields, kv("reason", res.reason))
@@ -164,15 +165,26 @@ configuration.`)
 func demoCases(secret string) []demoCase {
 	s := signer(secret)
 	var cases []demoCase
-	for _, t := range tlwebhook.EventTypes() {
-		if !tlwebhooktest.HasSample(t) {
-			continue
+	kinds := tlwebhook.EventKinds()
+	for _, k := range kinds {
+		// A typed member of a family without a method of its own reaches
+		// its family's callback.
+		callback := k.Callback
+		for _, f := range kinds {
+			if callback == "" && f.Struct == k.Family {
+				callback = f.Callback
+			}
 		}
-		body := tlwebhooktest.Sample(t)
-		cases = append(cases, demoCase{
-			name: string(t), body: body, header: s.Header(body),
-			wantStatus: http.StatusNoContent, wantCallback: callbackFor(t), wantType: t,
-		})
+		for _, t := range k.Types {
+			if !tlwebhooktest.HasSample(t) {
+				continue
+			}
+			body := tlwebhooktest.Sample(t)
+			cases = append(cases, demoCase{
+				name: string(t), body: body, header: s.Header(body),
+				wantStatus: http.StatusNoContent, wantCallback: callback, wantType: t,
+			})
+		}
 	}
 
 	body := tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted)
@@ -193,22 +205,61 @@ func demoCases(secret string) []demoCase {
 	return cases
 }
 
-// post sends one delivery and returns the answer's status.
-func post(ctx context.Context, client *http.Client, url string, body []byte, header http.Header) (int, error) {
+// An answer is what a receiver answered to one delivery.
+type answer struct {
+	status int
+	header http.Header
+	// reason is the start of the body's text, for a non-2xx answer.
+	reason string
+}
+
+// maxReason bounds the bytes of a response body shown as its reason.
+const maxReason = 200
+
+// post sends one delivery and returns the answer.
+func post(ctx context.Context, client *http.Client, url string, body []byte, header http.Header) (answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return answer{}, err
 	}
 	for name, values := range header {
 		req.Header[name] = values
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("User-Agent", "tlwebhook-cli")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	text, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason+1))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, nil
+	if a.status < 200 || a.status > 299 {
+		a.reason = reasonText(text)
+	}
+	return a, nil
+}
+
+// reasonText turns the start of a response body into one line of text:
+// whitespace runs become one space, other control characters and invalid
+// UTF-8 are replaced, and a body cut at maxReason bytes ends in "...".
+func reasonText(b []byte) string {
+	cut := len(b) > maxReason
+	if cut {
+		b = b[:maxReason]
+	}
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "\uFFFD")), " ")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+	if cut {
+		s = strings.TrimSuffix(s, "\uFFFD") + "..."
+	}
+	return s
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"log/slog"
-	"slices"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,58 +55,33 @@ func onEvery(h *tlwebhook.Handler, fn func(ctx context.Context, callback string,
 	everycallback.Register(h, fn)
 }
 
-// callbackFor names the callback an event type reaches, from the library's
-// event table: its own, else its family's; OnUnknown for a type the table
-// does not model.
-func callbackFor(t tlwebhook.EventType) string {
-	kinds := tlwebhook.EventKinds()
-	for _, k := range kinds {
-		if slices.Contains(k.Types, t) && k.Callback != "" {
-			return k.Callback
-		}
+// rejectionPrinter is a [tlwebhook.Observer] that prints a line for every
+// request the Handler rejects, with the library's reason.
+type rejectionPrinter struct{ out *lineWriter }
+
+func (p rejectionPrinter) Observe(_ context.Context, o tlwebhook.Observation) {
+	if o.Outcome != tlwebhook.DeliveryRejected {
+		return
 	}
-	best := ""
-	for _, k := range kinds {
-		if k.Prefix != "" && strings.HasPrefix(string(t), k.Prefix) && len(k.Prefix) > len(best) {
-			best = k.Prefix
-		}
+	fields := []string{"rejected", "status=" + strconv.Itoa(o.Status)}
+	if o.Delivery.ID != "" {
+		fields = append(fields, kv("delivery", clip(o.Delivery.ID)))
 	}
-	for _, k := range kinds {
-		if best != "" && k.Prefix == best {
-			return k.Callback
-		}
-	}
-	return "OnUnknown"
+	p.out.println(append(fields, kv("reason", o.Err.Error()))...)
 }
 
-// recordHandler is a [slog.Handler] that passes each record at Info or
-// above, flattened to string attributes, to a function. The receivers use it
-// to learn why the library rejected a delivery.
-type recordHandler struct {
-	fn    func(level slog.Level, msg string, attrs map[string]string)
-	attrs []slog.Attr
-}
-
-func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
-
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
-	attrs := make(map[string]string, len(h.attrs)+r.NumAttrs())
-	for _, a := range h.attrs {
-		attrs[a.Key] = a.Value.String()
+// messageID returns a request's message id: svix-id, else webhook-id; ""
+// when it has neither.
+func messageID(h http.Header) string {
+	if id := h.Get(tlwebhook.HeaderSvixID); id != "" {
+		return id
 	}
-	r.Attrs(func(a slog.Attr) bool {
-		attrs[a.Key] = a.Value.String()
-		return true
-	})
-	h.fn(r.Level, r.Message, attrs)
-	return nil
+	return h.Get(tlwebhook.HeaderWebhookID)
 }
 
-func (h *recordHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &recordHandler{fn: h.fn, attrs: append(h.attrs[:len(h.attrs):len(h.attrs)], attrs...)}
-}
-
-func (h *recordHandler) WithGroup(string) slog.Handler { return h }
+// clip bounds a value a sender chose, such as a message id, to 128
+// characters before it is printed.
+func clip(s string) string { return fmt.Sprintf("%.128s", s) }
 
 // lineWriter writes whole lines to w, one goroutine at a time.
 type lineWriter struct {

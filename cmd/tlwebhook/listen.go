@@ -81,24 +81,11 @@ Bodies over 16 MiB are cut there.`)
 	}
 
 	out := &lineWriter{w: e.stdout}
-	logger := slog.New(&recordHandler{fn: func(level slog.Level, msg string, attrs map[string]string) {
-		if status := attrs["status"]; status != "" {
-			fields := []string{"rejected", "status=" + status}
-			if id := attrs["delivery_id"]; id != "" {
-				fields = append(fields, kv("delivery", id))
-			}
-			out.println(append(fields, kv("reason", attrs["error"]))...)
-			return
-		}
-		fields := []string{"log", "level=" + level.String(), kv("msg", msg)}
-		for _, k := range []string{"delivery_id", "event_type", "event_id", "error"} {
-			if v := attrs[k]; v != "" {
-				fields = append(fields, kv(k, v))
-			}
-		}
-		out.println(fields...)
-	}})
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(logger), tlwebhook.WithTolerance(*tolerance))
+	// Rejections are printed from the Handler's observations; the library's
+	// own log records go to stderr, errors only (a rejection is printed once).
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(logger), tlwebhook.WithTolerance(*tolerance),
+		tlwebhook.WithObserver(rejectionPrinter{out}))
 	if err != nil {
 		return f.usageError(e, "%v", err)
 	}
@@ -173,10 +160,7 @@ func (s *requestSaver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
-	id := r.Header.Get(tlwebhook.HeaderSvixID)
-	if id == "" {
-		id = r.Header.Get(tlwebhook.HeaderWebhookID)
-	}
+	id := messageID(r.Header)
 	name := fmt.Sprintf("%04d-%s-%s.http", s.seq.Add(1), time.Now().UTC().Format("20060102T150405Z"), fileSafe(id))
 	path := filepath.Join(s.dir, name)
 	if werr := os.WriteFile(path, renderRequest(r, body), 0o600); werr != nil {
@@ -184,7 +168,7 @@ func (s *requestSaver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		fields := []string{"saved", kv("file", path)}
 		if id != "" {
-			fields = append(fields, kv("delivery", truncate(id, 128)))
+			fields = append(fields, kv("delivery", clip(id)))
 		}
 		if err != nil {
 			fields = append(fields, kv("note", "reading the body failed after "+strconv.Itoa(len(body))+" bytes: "+err.Error()))

@@ -68,10 +68,11 @@ func TestSendIntoListen(t *testing.T) {
 	t.Run("wrong secret", func(t *testing.T) {
 		r := runCmd(t, "", noEnv, "send", "-url", url, "-secret", tlwebhooktest.NewSecret(), "-event", "job.completed")
 		assert.Equal(t, exitFailure, r.code)
-		id := regexp.MustCompile(`(?m)^sent 1/1 status=401 latency=\S+ event=\S+ delivery=(msg_\S+)$`).FindStringSubmatch(r.stdout)
+		id := regexp.MustCompile(`(?m)^sent 1/1 status=401 latency=\S+ event=\S+ delivery=(msg_\S+) reason="invalid webhook signature"$`).FindStringSubmatch(r.stdout)
 		require.NotNil(t, id, r.stdout)
 		assert.Contains(t, r.stdout, "summary requests=1 ok=0 failed=1")
 		waitFor(t, out, `(?m)^rejected status=401 delivery=`+id[1]+` reason="tlwebhook: no matching signature"$`)
+		assert.Equal(t, 1, strings.Count(out.String(), id[1]), "the rejection is printed once:\n%s", out)
 	})
 
 	t.Run("wrong path", func(t *testing.T) {
@@ -155,7 +156,7 @@ func TestSendFailsOnNon2xx(t *testing.T) {
 
 	r := runCmd(t, "", noEnv, "send", "-url", srv.URL, "-secret", secret, "-event", "job.created", "-n", "30", "-c", "3")
 	assert.Equal(t, exitFailure, r.code)
-	assert.Len(t, regexp.MustCompile(`(?m)^sent \d+/30 status=500 `).FindAllString(r.stdout, -1), 3, r.stdout)
+	assert.Len(t, regexp.MustCompile(`(?m)^sent \d+/30 status=500 latency=\S+ event=\S+ delivery=msg_\S+ reason=boom$`).FindAllString(r.stdout, -1), 3, r.stdout)
 	assert.Regexp(t, `(?m)^summary requests=30 ok=27 failed=3 `, r.stdout)
 
 	srv.Close()

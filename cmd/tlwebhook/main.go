@@ -9,7 +9,7 @@
 //
 //	demo     run a receiver and send it one signed delivery of every event type
 //	listen   run a receiver that prints every event and every rejection
-//	send     sign and POST sample or given payloads to a receiver
+//	send     sign and POST samples, payload files or captured deliveries to a receiver
 //	sign     print the Svix headers for a body read from stdin
 //	verify   check a captured delivery and explain why it does not verify
 //	secret   print a fresh random endpoint secret
@@ -30,8 +30,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -77,7 +75,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run a receiver and send it one signed delivery of every event type", runDemo},
 	{"listen", "run a receiver that prints every event and every rejection", runListen},
-	{"send", "sign and POST sample or given payloads to a receiver", runSend},
+	{"send", "sign and POST samples, payload files or captured deliveries to a receiver", runSend},
 	{"sign", "print the Svix headers for a body read from stdin", runSign},
 	{"verify", "check a captured delivery and explain why it does not verify", runVerify},
 	{"secret", "print a fresh random endpoint secret (or key pair)", runSecret},
@@ -193,12 +191,6 @@ func (f *cmdFlags) fail(e *env, format string, args ...any) int {
 	return exitFailure
 }
 
-// Key prefixes, as Svix shows them.
-const (
-	prefixSigningKey = "whsk_"
-	prefixPublicKey  = "whpk_"
-)
-
 // secretFlag registers -secret for a command that signs (signing true:
 // whsec_ or whsk_) or verifies (whsec_ or whpk_).
 func (f *cmdFlags) secretFlag(signing bool) *string {
@@ -222,59 +214,32 @@ func (f *cmdFlags) keyFrom(e *env, flagValue string) (string, int, bool) {
 	return s, exitOK, true
 }
 
-// signingKey returns the key to sign with: an HMAC secret, checked by
-// tlwebhook's own rules, or an Ed25519 signing key. A missing or invalid
-// key, or a public key, is a usage error.
+// signingKey returns the key to sign with: an HMAC secret (whsec_) or an
+// Ed25519 signing key (whsk_), checked by [tlwebhooktest.NewSigner]. A
+// missing or invalid key, or a public key, is a usage error.
 func (f *cmdFlags) signingKey(e *env, flagValue string) (string, int, bool) {
 	s, code, ok := f.keyFrom(e, flagValue)
 	if !ok {
 		return "", code, false
 	}
-	switch {
-	case strings.HasPrefix(s, prefixPublicKey):
-		return "", f.usageError(e, "a whpk_ public key only verifies; %s needs the endpoint's signing key (whsk_...) or HMAC secret (whsec_...)", f.name), false
-	case strings.HasPrefix(s, prefixSigningKey):
-		if _, err := tlwebhooktest.NewSigner(s); err != nil {
-			return "", f.usageError(e, "%s", strings.TrimPrefix(err.Error(), "tlwebhooktest: ")), false
-		}
-		return s, exitOK, true
-	}
-	if _, err := tlwebhook.NewVerifier(s); err != nil {
-		return "", f.usageError(e, "%v", err), false
+	if _, err := tlwebhooktest.NewSigner(s); err != nil {
+		return "", f.usageError(e, "%s", strings.TrimPrefix(err.Error(), "tlwebhooktest: ")), false
 	}
 	return s, exitOK, true
 }
 
 // verifyingKey returns the key to verify with: an HMAC secret or an
-// Ed25519 public key, checked by tlwebhook's own rules. A missing or
-// invalid key is a usage error; for a signing key, the error names its
-// public key.
+// Ed25519 public key, checked by [tlwebhook.NewVerifier]. A missing or
+// invalid key, or a signing key, is a usage error.
 func (f *cmdFlags) verifyingKey(e *env, flagValue string) (string, int, bool) {
 	s, code, ok := f.keyFrom(e, flagValue)
 	if !ok {
 		return "", code, false
 	}
-	if strings.HasPrefix(s, prefixSigningKey) {
-		if pub, err := publicKeyOf(s); err == nil {
-			return "", f.usageError(e, "a whsk_ key signs; %s needs the endpoint's public key, which for this signing key is %s", f.name, pub), false
-		}
-	}
 	if _, err := tlwebhook.NewVerifier(s); err != nil {
 		return "", f.usageError(e, "%v", err), false
 	}
 	return s, exitOK, true
-}
-
-// publicKeyOf returns the whpk_ public key of a whsk_ signing key.
-func publicKeyOf(signingKey string) (string, error) {
-	if _, err := tlwebhooktest.NewSigner(signingKey); err != nil {
-		return "", err
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(signingKey, prefixSigningKey))
-	if err != nil || len(raw) != ed25519.PrivateKeySize {
-		return "", errors.New("not a signing key")
-	}
-	return prefixPublicKey + base64.StdEncoding.EncodeToString(raw[ed25519.SeedSize:]), nil
 }
 
 // signer returns a signer for a key already checked by signingKey.

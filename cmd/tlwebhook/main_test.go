@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -76,8 +78,8 @@ func TestUsageErrors(t *testing.T) {
 		{"listen without secret", []string{"listen"}, "no secret: pass -secret or set TENSORLAKE_WEBHOOK_SECRET"},
 		{"listen with short secret", []string{"listen", "-secret", "whsec_c2hvcnQ="}, "invalid secret"},
 		{"listen with relative path", []string{"listen", "-secret", secret, "-path", "hooks"}, `-path "hooks" must start with /`},
-		{"send without payload", []string{"send", "-secret", secret}, "give exactly one of -event and -file"},
-		{"send with event and file", []string{"send", "-secret", secret, "-event", "all", "-file", "x.json"}, "give exactly one of -event and -file"},
+		{"send without payload", []string{"send", "-secret", secret}, "give exactly one of -event, -file and -request"},
+		{"send with event and file", []string{"send", "-secret", secret, "-event", "all", "-file", "x.json"}, "give exactly one of -event, -file and -request"},
 		{"send unknown event", []string{"send", "-secret", secret, "-event", "nope"}, `unknown event type "nope"`},
 		{"send ambiguous event", []string{"send", "-secret", secret, "-event", "created"}, `event type "created" is ambiguous`},
 		{"send zero requests", []string{"send", "-secret", secret, "-event", "all", "-n", "0"}, "-n and -c must be at least 1"},
@@ -242,6 +244,15 @@ func startListen(t *testing.T, args ...string) (url string, out *syncBuffer, sto
 	}
 	t.Cleanup(func() { stop() })
 	return url, out, stop
+}
+
+// writeTemp writes data to a file of its own in a temporary directory and
+// returns its path.
+func writeTemp(t *testing.T, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "request.http")
+	require.NoError(t, os.WriteFile(p, data, 0o600))
+	return p
 }
 
 var _ io.Writer = (*syncBuffer)(nil)

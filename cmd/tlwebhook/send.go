@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,25 +23,42 @@ import (
 const progressThreshold = 20
 
 func runSend(ctx context.Context, e *env, args []string) int {
-	f := newFlags("send", "[-url URL] [-secret whsec_...|whsk_...] (-event TYPE | -file payload.json) [-n N] [-c C]", `
+	f := newFlags("send", "[-url URL] [-secret whsec_...|whsk_...] (-event TYPE | -file payload.json | -request FILE) [-n N] [-c C] [-v]", `
 Send signs payloads and POSTs them to a receiver, each with a fresh message
 id and the current time, and prints:
 
-  sent K/N status=CODE latency=D event=TYPE delivery=ID   (each request)
+  sent K/N status=CODE latency=D event=TYPE delivery=ID [reason=TEXT]
+                                                          (each request)
+  < Name: value                                           (with -v: each
+                                                          header of the answer)
   progress K/N ok=OK failed=FAILED                        (when N > 20)
   summary requests=N ok=OK failed=FAILED min=D p50=D p90=D p99=D max=D
 
-When N is over 20, only failed requests get their own line. TYPE is an event
-type or a unique suffix of one (job.completed, sandbox.failed, ...); the
-payload is the type's sample. "-event all" sends one delivery of every event
-type; with -n it cycles through the types for N requests instead. -file
-sends the file's bytes unchanged ("-" reads stdin). A whsec_ secret signs
-with v1 entries, a whsk_ signing key with v1a entries. Send exits 1 when any
-request fails or is answered with a status other than 2xx.`)
+When N is over 20, only failed requests get their own line. For an answer
+other than 2xx, reason is the start of the answer's body, which for a
+tlwebhook receiver names the cause (such as "webhook timestamp too old").
+TYPE is an event type or a unique suffix of one (job.completed,
+sandbox.failed, ...); the payload is the type's sample. "-event all" sends
+one delivery of every event type; with -n it cycles through the types for N
+requests instead. -file sends the file's bytes unchanged ("-" reads stdin).
+
+-request replays a delivery captured by "tlwebhook listen -save DIR" (or
+any raw HTTP request file): its body, unchanged, with its message id
+(svix-id or webhook-id) and its Content-Type, signed afresh with the
+current time and the given key, so that a real payload can be sent again
+to a local or staging receiver. Its other headers (credentials included)
+are not sent. With -n, every request carries the same message id, as
+Svix's retries do.
+
+A whsec_ secret signs with v1 entries, a whsk_ signing key with v1a
+entries. Send exits 1 when any request fails or is answered with a status
+other than 2xx.`)
 	target := f.String("url", "http://127.0.0.1:8080"+defaultPath, "receiver URL")
 	secretFlag := f.secretFlag(true)
 	event := f.String("event", "", `event type to send a sample of, or "all"`)
 	file := f.String("file", "", `payload file to send instead of a sample ("-" for stdin)`)
+	reqFile := f.String("request", "", `captured request to replay with its message id ("-" for stdin)`)
+	verbose := f.Bool("v", false, "print the headers of each answer shown")
 	n := f.Int("n", 1, `number of requests; with "-event all" the default is one per event type`)
 	c := f.Int("c", 1, "number of requests in flight at once")
 	timeout := f.Duration("timeout", 10*time.Second, "timeout of each request")
@@ -56,8 +74,8 @@ request fails or is answered with a status other than 2xx.`)
 	if *timeout <= 0 {
 		return f.usageError(e, "-timeout must be positive")
 	}
-	if (*event == "") == (*file == "") {
-		return f.usageError(e, "give exactly one of -event and -file")
+	if given := btoi(*event != "") + btoi(*file != "") + btoi(*reqFile != ""); given != 1 {
+		return f.usageError(e, "give exactly one of -event, -file and -request")
 	}
 	secret, code, ok := f.signingKey(e, *secretFlag)
 	if !ok {
@@ -66,11 +84,38 @@ request fails or is answered with a status other than 2xx.`)
 
 	// payloads are sent round robin.
 	type payload struct {
-		typ  string
-		body []byte
+		typ    string
+		body   []byte
+		id     string      // the message id to sign with; "" for a fresh one each time
+		header http.Header // headers sent besides the signature
 	}
 	var payloads []payload
 	switch {
+	case *reqFile != "":
+		data, err := readInput(e, *reqFile)
+		if err != nil {
+			return f.fail(e, "%v", err)
+		}
+		header, body, notes, err := readRequest(data)
+		if err != nil {
+			return f.fail(e, "%s: not an HTTP request: %v", *reqFile, err)
+		}
+		id := messageID(header)
+		if id == "" {
+			return f.fail(e, "%s: no svix-id or webhook-id header: a replay needs the delivery's message id", *reqFile)
+		}
+		for _, n := range notes {
+			fmt.Fprintln(e.stdout, "note: "+n)
+		}
+		typ := "request"
+		if ev, err := tlwebhook.ParseEvent(body); err == nil && ev.Type() != "" {
+			typ = string(ev.Type())
+		}
+		p := payload{typ: typ, body: body, id: id, header: http.Header{}}
+		if ct := header.Get("Content-Type"); ct != "" {
+			p.header.Set("Content-Type", ct)
+		}
+		payloads = []payload{p}
 	case *file != "":
 		body, err := readInput(e, *file)
 		if err != nil {
@@ -103,7 +148,7 @@ request fails or is answered with a status other than 2xx.`)
 
 	type result struct {
 		typ, id string
-		status  int
+		answer  answer
 		latency time.Duration
 		err     error
 	}
@@ -117,9 +162,15 @@ request fails or is answered with a status other than 2xx.`)
 			for i := range jobs {
 				p := payloads[i%len(payloads)]
 				h := s.Header(p.body)
+				if p.id != "" {
+					h = s.HeaderFor(p.id, time.Now(), p.body)
+				}
+				for name, values := range p.header {
+					h[name] = values
+				}
 				start := time.Now()
-				status, err := post(ctx, client, *target, p.body, h)
-				results <- result{typ: p.typ, id: h.Get(tlwebhook.HeaderSvixID), status: status, latency: time.Since(start), err: err}
+				a, err := post(ctx, client, *target, p.body, h)
+				results <- result{typ: p.typ, id: h.Get(tlwebhook.HeaderSvixID), answer: a, latency: time.Since(start), err: err}
 			}
 		}()
 	}
@@ -139,30 +190,36 @@ request fails or is answered with a status other than 2xx.`)
 	}()
 
 	start := time.Now()
-	verbose := *n <= progressThreshold
+	each := *n <= progressThreshold
 	step := max(*n/10, 1)
 	var latencies []time.Duration
 	done, failed := 0, 0
 	for r := range results {
 		done++
-		good := r.err == nil && r.status >= 200 && r.status < 300
+		good := r.err == nil && r.answer.status >= 200 && r.answer.status < 300
 		if !good {
 			failed++
 		}
 		if r.err == nil {
 			latencies = append(latencies, r.latency)
 		}
-		if verbose || !good {
+		if each || !good {
 			fields := []string{"sent", fmt.Sprintf("%d/%d", done, *n)}
 			if r.err != nil {
 				fields = append(fields, "status=error", kv("error", r.err.Error()))
 			} else {
-				fields = append(fields, "status="+strconv.Itoa(r.status))
+				fields = append(fields, "status="+strconv.Itoa(r.answer.status))
 			}
 			fields = append(fields, "latency="+round(r.latency), kv("event", r.typ), kv("delivery", r.id))
+			if r.answer.reason != "" {
+				fields = append(fields, kv("reason", r.answer.reason))
+			}
 			fmt.Fprintln(e.stdout, strings.Join(fields, " "))
+			if *verbose {
+				printHeader(e.stdout, r.answer.header)
+			}
 		}
-		if !verbose && (done%step == 0 || done == *n) {
+		if !each && (done%step == 0 || done == *n) {
 			fmt.Fprintf(e.stdout, "progress %d/%d ok=%d failed=%d\n", done, *n, done-failed, failed)
 		}
 	}
@@ -203,6 +260,23 @@ func round(d time.Duration) string {
 		return d.Round(10 * time.Microsecond).String()
 	}
 	return d.Round(time.Microsecond).String()
+}
+
+// printHeader prints an answer's header, one "< Name: value" line per
+// value, sorted by name.
+func printHeader(w io.Writer, h http.Header) {
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		for _, v := range h[name] {
+			fmt.Fprintf(w, "< %s: %s\n", name, reasonText([]byte(v)))
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // readInput reads a file, or stdin for "-".

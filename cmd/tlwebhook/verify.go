@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
-	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,17 +21,17 @@ secret for v1 signatures, a public key for v1a ones) and says whether it
 verifies, and if not, exactly why. The delivery is a raw HTTP request file
 (-request: request line, headers, a blank line, the body; as written by
 "tlwebhook listen -save DIR", dumped by a proxy or written by hand), or its
-parts given by flags. It prints:
+parts given by flags. The verdict and its explanation come from
+tlwebhook's own Verifier (Verifier.Diagnose). It prints:
 
   note: ...          about reading the input
   headers: ...       ok, or which signature headers are missing
   timestamp: ...     ok, or how many seconds outside the tolerance
-  signature: ...     ok, or mismatch; then whether the signature matches a
-                     different encoding of the body (trailing newline, CRLF,
-                     compact, spaced or pretty-printed JSON, ...)
+  signature: ...     which entry matches; or the entries that do not, and
+                     the re-encoding of the body that would match, if any
+                     (trailing newline, CRLF, compacted or indented JSON...)
   hint: ...          what to do about it
-  result: verified   or "result: not verified: REASON", from tlwebhook's
-                     own Verifier
+  result: verified   or "result: not verified: REASON"
 
 Verify exits 0 when the delivery verifies and 1 when it does not.`)
 	reqFile := f.String("request", "", `raw HTTP request file ("-" for stdin)`)
@@ -109,14 +105,96 @@ Verify exits 0 when the delivery verifies and 1 when it does not.`)
 	for _, n := range notes {
 		fmt.Fprintln(e.stdout, "note: "+n)
 	}
-	diagnose(e.stdout, newEntryChecker(secret), header, body, now, *tolerance)
-	d, err := v.Verify(body, header)
-	if err != nil {
-		fmt.Fprintln(e.stdout, "result: not verified: "+err.Error())
+	dg := v.Diagnose(body, header)
+	printDiagnosis(e.stdout, dg, header, len(body), *tolerance)
+	if errors.Is(dg.Err, tlwebhook.ErrTimestampTooOld) {
+		fmt.Fprintln(e.stdout, "hint: to check a capture as of its capture time, pass that time with -at (listen -save puts it in the file name)")
+	}
+	if dg.Err != nil {
+		fmt.Fprintln(e.stdout, "result: not verified: "+dg.Err.Error())
 		return exitFailure
 	}
-	fmt.Fprintln(e.stdout, "result: verified "+kv("delivery", d.ID))
+	fmt.Fprintln(e.stdout, "result: verified "+kv("delivery", dg.Delivery.ID))
 	return exitOK
+}
+
+// printDiagnosis prints the headers:, timestamp:, signature: and hint:
+// lines of a diagnosis made by the library's [tlwebhook.Verifier.Diagnose];
+// it decides nothing itself. header is the delivery's header, for the
+// values to show; bodyLen the length of the body checked.
+func printDiagnosis(w io.Writer, dg tlwebhook.Diagnosis, header http.Header, bodyLen int, tolerance time.Duration) {
+	missing := func(name string) bool { return slices.Contains(dg.Missing, name) }
+	if len(dg.Missing) == 0 {
+		fmt.Fprintf(w, "headers: ok: %s\n", strings.Join(dg.Headers[:], ", "))
+	} else {
+		fmt.Fprintf(w, "headers: missing %s (a delivery needs svix-id, svix-timestamp and svix-signature, or webhook-id, webhook-timestamp and webhook-signature)\n",
+			strings.Join(dg.Missing, ", "))
+	}
+
+	// The timestamp is checked once the three headers are there; until
+	// then the diagnosis has no verdict on it.
+	tol := int64(tolerance / time.Second)
+	age := int64(dg.Age.Round(time.Second) / time.Second)
+	signed := dg.Delivery.Timestamp.UTC().Format(time.RFC3339)
+	tsOK := false
+	switch {
+	case missing(dg.Headers[1]):
+		fmt.Fprintln(w, "timestamp: not checked: no timestamp header")
+	case len(dg.Missing) > 0:
+		fmt.Fprintln(w, "timestamp: not checked: a signature header is missing")
+	case dg.Delivery.Timestamp.IsZero():
+		fmt.Fprintf(w, "timestamp: malformed: %s is not Unix seconds\n", quoteIfNeeded(fmt.Sprintf("%.40s", header.Get(dg.Headers[1]))))
+	case errors.Is(dg.Err, tlwebhook.ErrTimestampTooOld):
+		fmt.Fprintf(w, "timestamp: too old: signed %ds ago (%s), %ds outside the %ds tolerance\n", age, signed, age-tol, tol)
+	case errors.Is(dg.Err, tlwebhook.ErrTimestampTooNew):
+		fmt.Fprintf(w, "timestamp: too new: signed %ds in the future (%s), %ds outside the %ds tolerance\n", -age, signed, -age-tol, tol)
+	case age >= 0:
+		tsOK = true
+		fmt.Fprintf(w, "timestamp: ok: signed %ds ago (%s), within the %ds tolerance\n", age, signed, tol)
+	default:
+		tsOK = true
+		fmt.Fprintf(w, "timestamp: ok: signed %ds in the future (%s), within the %ds tolerance\n", -age, signed, tol)
+	}
+
+	switch {
+	case missing(dg.Headers[2]):
+		fmt.Fprintln(w, "signature: not checked: no signature header")
+	case missing(dg.Headers[0]):
+		fmt.Fprintln(w, "signature: not checked: no id header")
+	case !tsOK && dg.Delivery.Timestamp.IsZero():
+		fmt.Fprintln(w, "signature: not checked: no valid timestamp")
+	default:
+		printEntries(w, dg, bodyLen)
+	}
+	for _, h := range dg.Hints {
+		fmt.Fprintln(w, "hint: "+h)
+	}
+}
+
+// printEntries prints the verdict on the signature header's entries.
+func printEntries(w io.Writer, dg tlwebhook.Diagnosis, bodyLen int) {
+	n := len(dg.Entries)
+	for i, e := range dg.Entries {
+		if e.Matches {
+			fmt.Fprintf(w, "signature: ok: entry %d of %d (%s) matches\n", i+1, n, e.Version)
+			return
+		}
+	}
+	described := make([]string, n)
+	for i, e := range dg.Entries {
+		switch {
+		case e.Version == "":
+			described[i] = "an entry without a version"
+		case e.WellFormed:
+			described[i] = fmt.Sprintf("%.16s (%d characters)", e.Version, e.Length)
+		default:
+			described[i] = fmt.Sprintf("%.16s (%d characters, malformed)", e.Version, e.Length)
+		}
+	}
+	fmt.Fprintf(w, "signature: mismatch: no entry of %d matches the body as given (%d bytes): %s\n", n, bodyLen, strings.Join(described, ", "))
+	if dg.Reencoding != "" {
+		fmt.Fprintf(w, "signature: the body verifies once %s\n", dg.Reencoding)
+	}
 }
 
 // parseTime parses Unix seconds or RFC 3339.
@@ -129,269 +207,4 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither Unix seconds nor RFC 3339", s)
 	}
 	return t, nil
-}
-
-// readRequest parses a raw HTTP request and returns its header and body
-// bytes, with notes on anything about the framing that may explain a
-// mismatch.
-func readRequest(data []byte) (http.Header, []byte, []string, error) {
-	br := bufio.NewReader(bytes.NewReader(data))
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var notes []string
-	var body []byte
-	switch {
-	case len(req.TransferEncoding) > 0:
-		body, err = io.ReadAll(req.Body)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading chunked body: %w", err)
-		}
-		notes = append(notes, fmt.Sprintf("body is chunked; checking the %d decoded bytes", len(body)))
-	case req.Header.Get("Content-Length") != "":
-		body, err = io.ReadAll(req.Body)
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("Content-Length says %d bytes but the file has only %d; checking those", req.ContentLength, len(body)))
-		}
-	default:
-		body, _ = io.ReadAll(br)
-		notes = append(notes, fmt.Sprintf("no Content-Length; taking the rest of the file (%d bytes) as the body", len(body)))
-	}
-	if rest, _ := io.ReadAll(br); len(rest) > 0 {
-		notes = append(notes, fmt.Sprintf("the file has %s after the %s of body that Content-Length declares; they are not checked (an editor may have added a final newline)",
-			bytesCount(len(rest)), bytesCount(len(body))))
-	}
-	return req.Header, body, notes, nil
-}
-
-func bytesCount(n int) string {
-	if n == 1 {
-		return "1 byte"
-	}
-	return strconv.Itoa(n) + " bytes"
-}
-
-// headerSets are the two sets of signature header names, in the order the
-// verifier tries them.
-var headerSets = [2][3]string{
-	{tlwebhook.HeaderSvixID, tlwebhook.HeaderSvixTimestamp, tlwebhook.HeaderSvixSignature},
-	{tlwebhook.HeaderWebhookID, tlwebhook.HeaderWebhookTimestamp, tlwebhook.HeaderWebhookSignature},
-}
-
-// entryChecker checks the signature entries of one version against the key
-// given to verify.
-type entryChecker struct {
-	version string // "v1" or "v1a"
-	length  int    // characters of a well-formed entry
-	match   func(id string, at time.Time, body []byte, entry string) bool
-	// otherVersion and otherKey name the other kind of signature and the
-	// key that verifies it, for hints.
-	otherVersion, otherKey string
-	checkKey               string // the final hint after a mismatch
-}
-
-// newEntryChecker returns the checker for a key accepted by verifyingKey.
-func newEntryChecker(key string) entryChecker {
-	if strings.HasPrefix(key, prefixPublicKey) {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(key, prefixPublicKey))
-		if err != nil || len(raw) != ed25519.PublicKeySize {
-			panic("unreachable: tlwebhook.NewVerifier accepted the public key")
-		}
-		pub := ed25519.PublicKey(raw)
-		return entryChecker{
-			version: "v1a", length: 88, otherVersion: "v1", otherKey: "the endpoint's HMAC secret (whsec_...)",
-			checkKey: "hint: check the public key: each endpoint has its own key pair, and a rotated key no longer matches; also check that id, timestamp, signature and body come from the same delivery attempt",
-			match: func(id string, at time.Time, body []byte, entry string) bool {
-				sig, err := base64.StdEncoding.DecodeString(entry)
-				if err != nil || len(sig) != ed25519.SignatureSize {
-					return false
-				}
-				msg := append(strconv.AppendInt([]byte(id+"."), at.Unix(), 10), '.')
-				return ed25519.Verify(pub, append(msg, body...), sig)
-			},
-		}
-	}
-	s := signer(key)
-	return entryChecker{
-		version: "v1", length: 44, otherVersion: "v1a", otherKey: "the endpoint's public key (whpk_...)",
-		checkKey: "hint: check the secret: each endpoint has its own signing secret, and a rotated secret no longer matches; also check that id, timestamp, signature and body come from the same delivery attempt",
-		match: func(id string, at time.Time, body []byte, entry string) bool {
-			want := strings.TrimPrefix(s.Sign(id, at, body), "v1,")
-			return hmac.Equal([]byte(entry), []byte(want))
-		},
-	}
-}
-
-// diagnose explains, line by line, whether and why a delivery does not
-// verify. It checks signatures itself, so that it can try other
-// encodings of the body.
-func diagnose(w io.Writer, c entryChecker, header http.Header, body []byte, now time.Time, tolerance time.Duration) {
-	// Headers: choose the set the verifier uses, as Svix does.
-	var missing [2][]string
-	for i, set := range headerSets {
-		for _, name := range set {
-			if header.Get(name) == "" {
-				missing[i] = append(missing[i], name)
-			}
-		}
-	}
-	set := 0
-	switch {
-	case len(missing[0]) == 0:
-	case len(missing[1]) == 0, len(missing[0]) == 3 && len(missing[1]) < 3:
-		set = 1
-	}
-	names := headerSets[set]
-	id, ts, sig := header.Get(names[0]), header.Get(names[1]), header.Get(names[2])
-	if len(missing[set]) == 0 {
-		fmt.Fprintf(w, "headers: ok: %s\n", strings.Join(names[:], ", "))
-	} else {
-		fmt.Fprintf(w, "headers: missing %s (a delivery needs svix-id, svix-timestamp and svix-signature, or webhook-id, webhook-timestamp and webhook-signature)\n",
-			strings.Join(missing[set], ", "))
-	}
-	for name := range header {
-		lower := strings.ToLower(name)
-		if (strings.Contains(lower, "svix") || strings.Contains(lower, "webhook-")) && !isSignatureHeader(lower) {
-			fmt.Fprintf(w, "hint: header %s is not a signature header name; if it carries one, a proxy renamed it\n", name)
-		}
-	}
-
-	// Timestamp.
-	var tsValue int64
-	tsOK := false
-	switch {
-	case ts == "":
-		fmt.Fprintln(w, "timestamp: not checked: no timestamp header")
-	default:
-		n, err := strconv.ParseInt(ts, 10, 64)
-		if err != nil {
-			fmt.Fprintf(w, "timestamp: malformed: %s is not a decimal number of Unix seconds\n", quoteIfNeeded(truncate(ts, 40)))
-			break
-		}
-		tsValue, tsOK = n, true
-		checkTimestamp(w, n, now, tolerance)
-	}
-
-	// Signature.
-	switch {
-	case sig == "":
-		fmt.Fprintln(w, "signature: not checked: no signature header")
-		return
-	case id == "":
-		fmt.Fprintln(w, "signature: not checked: no id header")
-		return
-	case !tsOK:
-		fmt.Fprintln(w, "signature: not checked: no valid timestamp")
-		return
-	}
-	entries, others := versionEntries(sig, c.version)
-	if len(entries) == 0 {
-		found := "no entries"
-		if len(others) > 0 {
-			found = "versions " + quoteIfNeeded(truncate(strings.Join(others, ","), 60))
-		}
-		if c.version == "v1" {
-			fmt.Fprintf(w, "signature: no v1 entry in %s (found %s); Tensorlake signs with v1,BASE64 entries separated by spaces\n",
-				names[2], found)
-		} else {
-			fmt.Fprintf(w, "signature: no v1a entry in %s (found %s); an endpoint with asymmetric signatures sends v1a,BASE64 entries separated by spaces\n",
-				names[2], found)
-		}
-		if slices.Contains(others, c.otherVersion) {
-			fmt.Fprintf(w, "hint: the delivery carries %s signatures: verify it with %s\n", c.otherVersion, c.otherKey)
-		}
-		return
-	}
-	for i, entry := range entries {
-		if len(entry) != c.length {
-			fmt.Fprintf(w, "hint: %s entry %d has %d characters; a %s signature has %d (truncated or mangled when copied?)\n",
-				c.version, i+1, len(entry), c.version, c.length)
-		}
-	}
-	at := time.Unix(tsValue, 0)
-	matches := func(b []byte) int {
-		for i, entry := range entries {
-			if c.match(id, at, b, entry) {
-				return i + 1
-			}
-		}
-		return 0
-	}
-	if i := matches(body); i > 0 {
-		fmt.Fprintf(w, "signature: ok: matches %s entry %d of %d\n", c.version, i, len(entries))
-		return
-	}
-	fmt.Fprintf(w, "signature: mismatch: no %s entry (of %d) matches the body as given (%d bytes)\n", c.version, len(entries), len(body))
-	for _, v := range bodyVariants(body) {
-		if matches(v.body) > 0 {
-			fmt.Fprintf(w, "signature: matches the body %s (%d bytes)\n", v.desc, len(v.body))
-			fmt.Fprintln(w, "hint: the bytes checked are not the bytes that were signed: verify the raw request body exactly as received, before any parsing, decoding or re-encoding")
-			return
-		}
-	}
-	fmt.Fprintln(w, "signature: no match for any other encoding of the body tried (trailing newline, whitespace, line endings, compact, spaced, pretty-printed or key-sorted JSON)")
-	fmt.Fprintln(w, c.checkKey)
-	if slices.Contains(others, c.otherVersion) {
-		fmt.Fprintf(w, "hint: the delivery also carries %s signatures, which %s verifies\n", c.otherVersion, c.otherKey)
-	}
-}
-
-func checkTimestamp(w io.Writer, n int64, now time.Time, tolerance time.Duration) {
-	signed := time.Unix(n, 0).UTC().Format(time.RFC3339)
-	tol := int64(tolerance / time.Second)
-	diff := now.Unix() - n // seconds since signing; negative: in the future
-	switch {
-	case now.Sub(time.Unix(n, 0)) > tolerance:
-		fmt.Fprintf(w, "timestamp: too old: signed %ds ago (%s), %ds outside the %ds tolerance\n", diff, signed, diff-tol, tol)
-		fmt.Fprintf(w, "hint: a delivery is accepted for %ds after signing (Svix signs each retry afresh); to check an old capture, pass -at with the time it was captured\n", tol)
-	case n > now.Add(tolerance).Unix():
-		fmt.Fprintf(w, "timestamp: too new: signed %ds in the future (%s), %ds outside the %ds tolerance\n", -diff, signed, -diff-tol, tol)
-		fmt.Fprintln(w, "hint: check the receiving machine's clock")
-	case diff >= 0:
-		fmt.Fprintf(w, "timestamp: ok: signed %ds ago (%s), within the %ds tolerance\n", diff, signed, tol)
-	default:
-		fmt.Fprintf(w, "timestamp: ok: signed %ds in the future (%s), within the %ds tolerance\n", -diff, signed, tol)
-	}
-	if n > 100_000_000_000 {
-		fmt.Fprintln(w, "hint: the timestamp looks like milliseconds; Svix sends Unix seconds")
-	}
-}
-
-func isSignatureHeader(lower string) bool {
-	for _, set := range headerSets {
-		for _, name := range set {
-			if lower == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// versionEntries splits a signature header as Svix does (entries separated
-// by spaces, each "version,signature") and returns the signatures of
-// version and the versions of the other entries ("?" for an entry without
-// a comma).
-func versionEntries(header, want string) (sigs, otherVersions []string) {
-	for _, entry := range strings.Split(header, " ") {
-		version, value, ok := strings.Cut(entry, ",")
-		switch {
-		case ok && version == want:
-			value, _, _ = strings.Cut(value, ",")
-			sigs = append(sigs, value)
-		case ok:
-			otherVersions = append(otherVersions, version)
-		case entry != "":
-			otherVersions = append(otherVersions, "?")
-		}
-	}
-	return sigs, otherVersions
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
