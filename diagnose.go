@@ -103,8 +103,11 @@ func (v *Verifier) Diagnose(payload []byte, header http.Header) Diagnosis {
 		dg.Delivery.ID = id
 	}
 
-	sh, herr := parseHeaders(http.Header{canonSvixID: {id}, canonSvixTimestamp: {ts}, canonSvixSignature: {sig}})
-	if ts != "" && !errors.Is(herr, ErrInvalidHeaders) {
+	sh := sigHeaders{id: id, signature: sig}
+	var herr error
+	if ts == "" {
+		herr = ErrMissingHeaders
+	} else if sh.timestamp, sh.tsDigits, herr = parseTimestamp(ts); herr == nil {
 		at := time.Unix(sh.timestamp, 0)
 		dg.Delivery.Timestamp = at
 		dg.Age = v.now().Sub(at)
@@ -123,10 +126,11 @@ func (v *Verifier) Diagnose(payload []byte, header http.Header) Diagnosis {
 	var versions struct{ v1, v1a, other bool }
 	rest := sig
 	for n := 0; n < maxSignatureEntries && rest != ""; n++ {
+		entry, _, _ := strings.Cut(rest, " ")
 		version, s, r, ok := nextEntry(rest)
 		rest = r
 		if !ok {
-			dg.Entries = append(dg.Entries, SignatureEntry{Length: len(s)})
+			dg.Entries = append(dg.Entries, SignatureEntry{Length: len(entry)})
 			continue
 		}
 		e := SignatureEntry{Version: version, Length: len(s)}

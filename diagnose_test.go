@@ -332,3 +332,53 @@ func BenchmarkForged(b *testing.B) {
 		}
 	}
 }
+
+// TestDiagnoseHeaders covers what Diagnose tells from the headers alone.
+func TestDiagnoseHeaders(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	v, err := tl.NewVerifier(tlwebhooktest.NewSecret(), tl.WithClock(func() time.Time { return now }))
+	require.NoError(t, err)
+	body := []byte(`{}`)
+	ts := strconv.FormatInt(now.Add(-time.Minute).Unix(), 10)
+	tests := []struct {
+		name    string
+		header  http.Header
+		wantErr error
+		check   func(t *testing.T, dg tl.Diagnosis)
+	}{
+		{"no signature header, timestamp given", http.Header{"Svix-Id": {"msg_1"}, "Svix-Timestamp": {ts}}, tl.ErrMissingHeaders, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Equal(t, []string{"svix-signature"}, dg.Missing)
+			assert.Equal(t, time.Minute, dg.Age, "the timestamp is read although the set is incomplete")
+			assert.Equal(t, "msg_1", dg.Delivery.ID)
+		}},
+		{"webhook-* set", http.Header{"Webhook-Id": {"msg_2"}, "Webhook-Timestamp": {ts}, "Webhook-Signature": {"v1,x"}}, tl.ErrNoMatchingSignature, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Equal(t, [3]string{"webhook-id", "webhook-timestamp", "webhook-signature"}, dg.Headers)
+			assert.Empty(t, dg.Missing)
+		}},
+		{"entries of every kind", http.Header{"Svix-Id": {"msg_3"}, "Svix-Timestamp": {ts}, "Svix-Signature": {"v1," + strings.Repeat("A", 43) + "= v2,abc novalue v1a,short"}}, tl.ErrNoMatchingSignature, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Equal(t, []tl.SignatureEntry{
+				{Version: "v1", Length: 44, WellFormed: true},
+				{Version: "v2", Length: 3},
+				{Length: 7},
+				{Version: "v1a", Length: 5},
+			}, dg.Entries)
+		}},
+		{"milliseconds", http.Header{"Svix-Id": {"msg_4"}, "Svix-Timestamp": {strconv.FormatInt(now.UnixMilli(), 10)}, "Svix-Signature": {"v1,x"}}, tl.ErrTimestampTooNew, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Contains(t, strings.Join(dg.Hints, "\n"), "milliseconds")
+		}},
+		{"renamed header", http.Header{"X-Svix-Signature": {"v1,x"}, "Svix-Id": {"msg_5"}, "Svix-Timestamp": {ts}}, tl.ErrMissingHeaders, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Contains(t, strings.Join(dg.Hints, "\n"), "X-Svix-Signature is not a signature header name")
+		}},
+		{"malformed timestamp", http.Header{"Svix-Id": {"msg_6"}, "Svix-Timestamp": {"soon"}, "Svix-Signature": {"v1,x"}}, tl.ErrInvalidHeaders, func(t *testing.T, dg tl.Diagnosis) {
+			assert.Zero(t, dg.Age)
+			assert.True(t, dg.Delivery.Timestamp.IsZero())
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dg := v.Diagnose(body, tt.header)
+			require.ErrorIs(t, dg.Err, tt.wantErr)
+			tt.check(t, dg)
+		})
+	}
+}

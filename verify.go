@@ -172,16 +172,26 @@ func parseHeaders(h http.Header) (sigHeaders, error) {
 		}
 	}
 	sh := sigHeaders{id: id, signature: sig}
-	if t, ok := parseCanonicalInt(ts); ok {
-		sh.timestamp, sh.tsDigits = t, ts
-		return sh, nil
-	}
-	t, err := strconv.ParseInt(ts, 10, 64)
+	t, digits, err := parseTimestamp(ts)
 	if err != nil {
-		return sigHeaders{id: id}, fmt.Errorf("%w: timestamp is not a decimal integer of Unix seconds", ErrInvalidHeaders)
+		return sigHeaders{id: id}, err
 	}
-	sh.timestamp = t
+	sh.timestamp, sh.tsDigits = t, digits
 	return sh, nil
+}
+
+// parseTimestamp parses a timestamp header: decimal Unix seconds. digits is
+// ts itself when it is in canonical form, so that the signed content can
+// copy it; else "".
+func parseTimestamp(ts string) (t int64, digits string, err error) {
+	if t, ok := parseCanonicalInt(ts); ok {
+		return t, ts, nil
+	}
+	t, err = strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: timestamp is not a decimal integer of Unix seconds", ErrInvalidHeaders)
+	}
+	return t, "", nil
 }
 
 // parseCanonicalInt parses s when it is exactly how strconv.FormatInt

@@ -173,7 +173,7 @@ func TestSendEventAll(t *testing.T) {
 			if kind == "Ed25519" {
 				signKey, verifyKey = tlwebhooktest.NewKeyPair()
 			}
-			h, err := tlwebhook.NewHandler(verifyKey)
+			h, err := tlwebhook.NewHandler(verifyKey, quietLogger(t))
 			require.NoError(t, err)
 			var mu sync.Mutex
 			seen := map[tlwebhook.EventType]int{}
@@ -202,7 +202,7 @@ func TestSendEventAll(t *testing.T) {
 
 	t.Run("-n cycles", func(t *testing.T) {
 		secret := tlwebhooktest.NewSecret()
-		h, err := tlwebhook.NewHandler(secret)
+		h, err := tlwebhook.NewHandler(secret, quietLogger(t))
 		require.NoError(t, err)
 		srv := httptest.NewServer(h)
 		defer srv.Close()

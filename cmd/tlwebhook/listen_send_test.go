@@ -118,7 +118,7 @@ func TestListenStopsOnSIGTERM(t *testing.T) {
 // and checks that every one reached the receiver.
 func TestSendManyShowsProgress(t *testing.T) {
 	secret := tlwebhooktest.NewSecret()
-	h, err := tlwebhook.NewHandler(secret)
+	h, err := tlwebhook.NewHandler(secret, quietLogger(t))
 	require.NoError(t, err)
 	var calls atomic.Int64
 	onEvery(h, func(context.Context, string, tlwebhook.Event) error {

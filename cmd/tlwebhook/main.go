@@ -277,32 +277,14 @@ it for an endpoint with asymmetric signatures (v1a), one key per line:
 }
 
 // parseEventType accepts a full event type or a unique dot-separated suffix
-// of one, such as "job.completed" or "sandbox.failed".
+// of one, such as "job.completed" or "sandbox.failed": the rule of
+// [tlwebhooktest.SampleType], which the samples are looked up by.
 func parseEventType(s string) (tlwebhook.EventType, error) {
-	var matches []tlwebhook.EventType
-	for _, t := range tlwebhook.EventTypes() {
-		if string(t) == s {
-			return t, nil
-		}
-		if strings.HasSuffix(string(t), "."+s) {
-			matches = append(matches, t)
-		}
+	t, err := tlwebhooktest.SampleType(s)
+	if err != nil {
+		return "", fmt.Errorf("%w (or all)", err)
 	}
-	switch len(matches) {
-	case 1:
-		return matches[0], nil
-	case 0:
-		return "", fmt.Errorf("unknown event type %q; known types: all, %s", s, joinTypes(tlwebhook.EventTypes()))
-	}
-	return "", fmt.Errorf("event type %q is ambiguous: %s", s, joinTypes(matches))
-}
-
-func joinTypes(types []tlwebhook.EventType) string {
-	s := make([]string, len(types))
-	for i, t := range types {
-		s[i] = string(t)
-	}
-	return strings.Join(s, ", ")
+	return t, nil
 }
 
 // kv formats one key=value field, quoting the value when it is empty or

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,7 +81,7 @@ func TestUsageErrors(t *testing.T) {
 		{"listen with relative path", []string{"listen", "-secret", secret, "-path", "hooks"}, `-path "hooks" must start with /`},
 		{"send without payload", []string{"send", "-secret", secret}, "give exactly one of -event, -file and -request"},
 		{"send with event and file", []string{"send", "-secret", secret, "-event", "all", "-file", "x.json"}, "give exactly one of -event, -file and -request"},
-		{"send unknown event", []string{"send", "-secret", secret, "-event", "nope"}, `unknown event type "nope"`},
+		{"send unknown event", []string{"send", "-secret", secret, "-event", "nope"}, `no sample payload for event type "nope"`},
 		{"send ambiguous event", []string{"send", "-secret", secret, "-event", "created"}, `event type "created" is ambiguous`},
 		{"send zero requests", []string{"send", "-secret", secret, "-event", "all", "-n", "0"}, "-n and -c must be at least 1"},
 		{"send bad URL", []string{"send", "-secret", secret, "-event", "all", "-url", "ftp://x/y"}, "not an absolute http or https URL"},
@@ -167,8 +168,8 @@ func TestParseEventType(t *testing.T) {
 		{in: "application.created", want: tlwebhook.EventTypeApplicationCreated},
 		{in: "workflow.completed", want: tlwebhook.EventTypeWorkflowCompleted},
 		{in: "failed", wantErr: "ambiguous"},
-		{in: "sandbox", wantErr: "unknown event type"},
-		{in: "", wantErr: "unknown event type"},
+		{in: "sandbox", wantErr: "no sample payload for event type"},
+		{in: "", wantErr: "no sample payload for event type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -256,3 +257,17 @@ func writeTemp(t *testing.T, data []byte) string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// quietLogger sends a test Handler's log records to the test's log, shown
+// only when the test fails.
+func quietLogger(t testing.TB) tlwebhook.HandlerOption {
+	return tlwebhook.WithLogger(slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
+}
+
+type testLogWriter struct{ t testing.TB }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}

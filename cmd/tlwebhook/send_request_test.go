@@ -38,7 +38,7 @@ type replayed struct {
 
 func newReplayReceiver(t *testing.T, key string) *replayReceiver {
 	t.Helper()
-	h, err := tlwebhook.NewHandler(key)
+	h, err := tlwebhook.NewHandler(key, quietLogger(t))
 	require.NoError(t, err)
 	rr := &replayReceiver{}
 	headers := make(map[string]http.Header) // by message id, set before the callback runs
@@ -173,7 +173,7 @@ func TestSendRequestFromListenSave(t *testing.T) {
 func TestSendShowsWhy(t *testing.T) {
 	t.Run("tlwebhook receiver", func(t *testing.T) {
 		secret := tlwebhooktest.NewSecret()
-		h, err := tlwebhook.NewHandler(secret)
+		h, err := tlwebhook.NewHandler(secret, quietLogger(t))
 		require.NoError(t, err)
 		srv := httptest.NewServer(h)
 		defer srv.Close()
