@@ -151,7 +151,7 @@ func (v *Verifier) Diagnose(payload []byte, header http.Header) Diagnosis {
 		}
 		dg.Entries = append(dg.Entries, e)
 	}
-	if err == nil || herr != nil || id == "" {
+	if err == nil || herr != nil || id == "" || sig == "" {
 		return dg
 	}
 
