@@ -176,3 +176,42 @@ func TestHandlerLostClaimLogged(t *testing.T) {
 	assert.NotContains(t, logs.String(), secret)
 	assert.NotContains(t, logs.String(), "9q2j1f4n6y8x0r3k5m7pa", "payload content (the sandbox id)")
 }
+
+// lostDedup is a deduplicator whose claims are always found lost: by the
+// first renewal and by the settlement.
+type lostDedup struct {
+	lease   time.Duration
+	renewed chan struct{}
+	renews  atomic.Int32
+}
+
+func (d *lostDedup) Claim(context.Context, string) (string, tlwebhook.ClaimResult, error) {
+	return "token", tlwebhook.ClaimAcquired, nil
+}
+func (d *lostDedup) Complete(context.Context, string, string) error { return tlwebhook.ErrClaimLost }
+func (d *lostDedup) Release(context.Context, string, string) error  { return tlwebhook.ErrClaimLost }
+func (d *lostDedup) Lease() time.Duration                           { return d.lease }
+func (d *lostDedup) Renew(context.Context, string, string) error {
+	if d.renews.Add(1) == 1 {
+		close(d.renewed)
+	}
+	return tlwebhook.ErrClaimLost
+}
+
+// TestHandlerLostClaimLoggedOnce (issue 20, finding 1): a claim that the
+// renewal finds lost is reported once, not again by the settlement, and is
+// not renewed any more.
+func TestHandlerLostClaimLoggedOnce(t *testing.T) {
+	dedup := &lostDedup{lease: 30 * time.Millisecond, renewed: make(chan struct{})}
+	secret := tlwebhooktest.NewSecret()
+	var logs leaseLogs
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithDeduplicator(dedup), tlwebhook.WithLogger(newTextLogger(&logs)))
+	require.NoError(t, err)
+	h.OnSandboxEvent(func(ctx context.Context, _ *tlwebhook.SandboxEvent) error {
+		<-dedup.renewed // the renewal has found the claim lost
+		return nil
+	})
+	assert.Equal(t, http.StatusNoContent, serve(h, leaseDelivery(secret, tlwebhooktest.NewMessageID())))
+	assert.Len(t, logs.lines("ERROR", "claim lost"), 1, logs.String())
+	assert.Equal(t, int32(1), dedup.renews.Load(), "a lost claim is not renewed again")
+}
