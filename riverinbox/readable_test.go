@@ -19,8 +19,23 @@ import (
 )
 
 // storedArgs returns the stored arguments of every inbox job, by message id,
-// as River UI reads them: the args column's JSON text.
+// decoded from the args column's JSON text as River UI reads it.
 func storedArgs[TTx any](tb testing.TB, b *backend[TTx]) map[string]map[string]any {
+	tb.Helper()
+	out := map[string]map[string]any{}
+	for _, a := range storedArgsText(tb, b) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(a), &m); err != nil {
+			tb.Fatalf("args %s: %v", a, err)
+		}
+		id, _ := m["id"].(string)
+		out[id] = m
+	}
+	return out
+}
+
+// storedArgsText returns the args column's JSON text of every inbox job.
+func storedArgsText[TTx any](tb testing.TB, b *backend[TTx]) []string {
 	tb.Helper()
 	col := "args::text"
 	if b.name == "sqlite" {
@@ -30,14 +45,9 @@ func storedArgs[TTx any](tb testing.TB, b *backend[TTx]) map[string]map[string]a
 	if err != nil {
 		tb.Fatal(err)
 	}
-	out := map[string]map[string]any{}
+	var out []string
 	for text := range texts {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(text), &m); err != nil {
-			tb.Fatalf("args %s: %v", text, err)
-		}
-		id, _ := m["id"].(string)
-		out[id] = m
+		out = append(out, text)
 	}
 	return out
 }
@@ -77,14 +87,28 @@ func testJobsReadable[TTx any](t *testing.T, b *backend[TTx]) {
 			t.Fatalf("%s: status %d, want 204", d.typ, got)
 		}
 	}
+	// River UI's job list shows the first hundred characters or so of the
+	// args text: the event type and the message id must be among them.
+	for _, text := range storedArgsText(t, b) {
+		for _, d := range deliveries {
+			if strings.Contains(text, d.id) {
+				if i := strings.Index(text, `"`+d.typ+`"`); i < 0 || i > 100 {
+					t.Errorf("event type %s at %d in the args %.200s..., want it in the first 100 characters", d.typ, i, text)
+				}
+				if i := strings.Index(text, d.id); i > 100 {
+					t.Errorf("message id at %d in the args %.200s..., want it in the first 100 characters", i, text)
+				}
+			}
+		}
+	}
 	args := storedArgs(t, b)
 	for _, d := range deliveries {
 		a, ok := args[d.id]
 		if !ok {
 			t.Fatalf("no job whose args have id %q in clear text; jobs: %v", d.id, args)
 		}
-		if a["type"] != d.typ {
-			t.Errorf("%s: args type %v, want %q", d.id, a["type"], d.typ)
+		if a["event"] != d.typ {
+			t.Errorf("%s: args event %v, want %q", d.id, a["event"], d.typ)
 		}
 		if d.eventID != "" && a["event_id"] != d.eventID {
 			t.Errorf("%s: args event_id %v, want %q", d.id, a["event_id"], d.eventID)

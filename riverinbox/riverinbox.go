@@ -172,9 +172,11 @@ type Args struct {
 	// Key is the delivery's [tlwebhook.Delivery.IdempotencyKey]; the job is
 	// unique by Key alone.
 	Key string `json:"key" river:"unique"`
-	// EventType is the event's type, for reading; the worker decodes the
-	// type from Payload.
-	EventType string `json:"type,omitempty"`
+	// EventType is the event's type, for reading (named "event" in the
+	// JSON, so that it comes early in River UI's job list, whose
+	// PostgreSQL rows order names by length and SQLite rows
+	// alphabetically); the worker decodes the type from Payload.
+	EventType string `json:"event,omitempty"`
 	// EventID is the payload's event_id, when it has one.
 	EventID string `json:"event_id,omitempty"`
 	// Timestamp is the delivery's signing time (svix-timestamp).
