@@ -167,20 +167,19 @@ func Timeouts(callbackTimeout time.Duration) (jobTimeout, rescueStuckJobsAfter t
 // U+0000 and each such byte percent-encoded; [Args.Delivery] decodes it.
 // Identifiers that Svix and Tensorlake send never need it.
 type Args struct {
+	// EventType is the event's type, for reading; the worker decodes the
+	// type from Payload. The JSON names are chosen so that the event type
+	// and the ids lead River UI's one-line view of a job, whichever order
+	// the database keeps them in (SQLite: as written, alphabetical here;
+	// PostgreSQL's jsonb: shortest first).
+	EventType string `json:"event,omitempty"`
+	// EventID is the payload's event_id, when it has one.
+	EventID string `json:"event_id,omitempty"`
 	// ID is the delivery's message id (svix-id), see [tlwebhook.Delivery].
 	ID string `json:"id"`
 	// Key is the delivery's [tlwebhook.Delivery.IdempotencyKey]; the job is
 	// unique by Key alone.
 	Key string `json:"key" river:"unique"`
-	// EventType is the event's type, for reading (named "event" in the
-	// JSON, so that it comes early in River UI's job list, whose
-	// PostgreSQL rows order names by length and SQLite rows
-	// alphabetically); the worker decodes the type from Payload.
-	EventType string `json:"event,omitempty"`
-	// EventID is the payload's event_id, when it has one.
-	EventID string `json:"event_id,omitempty"`
-	// Timestamp is the delivery's signing time (svix-timestamp).
-	Timestamp time.Time `json:"timestamp"`
 	// PayloadJSON is a copy of the payload for reading, as a JSON value:
 	// strings that hold U+0000 have it replaced with U+FFFD and numbers
 	// beyond what a database's JSON type holds are written as strings. It
@@ -190,6 +189,8 @@ type Args struct {
 	// in the JSON): the worker decodes exactly the body whose signature was
 	// verified.
 	Payload []byte `json:"raw_payload"`
+	// Timestamp is the delivery's signing time (svix-timestamp).
+	Timestamp time.Time `json:"timestamp"`
 }
 
 // Kind returns [Kind]; it implements [river.JobArgs].
