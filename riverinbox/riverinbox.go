@@ -27,6 +27,7 @@
 //		_, err := tx.Exec(ctx, `insert into parsed(job_id) values ($1)`, ev.JobID)
 //		return err
 //	})
+//	jobTimeout, rescueAfter := riverinbox.Timeouts(tlwebhook.DefaultCallbackTimeout)
 //	workers := river.NewWorkers()
 //	river.AddWorker(workers, riverinbox.NewWorker[pgx.Tx](h))
 //	wc, _ := river.NewClient(riverpgxv5.New(pool), &river.Config{
@@ -34,6 +35,8 @@
 //		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 //		CompletedJobRetentionPeriod: riverinbox.MinRetention,
 //		CancelledJobRetentionPeriod: riverinbox.MinRetention,
+//		JobTimeout:                  jobTimeout,
+//		RescueStuckJobsAfter:        rescueAfter,
 //	})
 //	_ = wc.Start(ctx)
 //
@@ -75,10 +78,12 @@
 //   - RescueStuckJobsAfter (default one hour): a job whose process died while
 //     running it is retried after this long. Its transaction was rolled back
 //     by the database when the connection dropped, so nothing was committed.
+//     [Timeouts] derives both from the callback timeout, so that such a
+//     delivery runs again within about a minute instead of an hour.
 //   - MaxAttempts (default 25, with River's backoff about three weeks) and
 //     RetryPolicy: once a delivery is in the inbox, Svix is done with it and
 //     River retries on its own schedule; after the last attempt the job is
-//     discarded (see River's UI or river_job to retry it by hand).
+//     discarded (retry it from River UI, see Operating).
 //   - The database pool: each running job holds one connection for its
 //     transaction, so give the pool a few more connections than the sum of
 //     MaxWorkers (pgxpool's default is four, or the number of CPUs).
@@ -96,6 +101,27 @@
 // Process into an error, and retried. In every case the transaction is
 // rolled back, so a callback's writes through [TxFromContext] are committed
 // only when it succeeds.
+//
+// When the worker gives up on a delivery (the last attempt failed, or the
+// error was permanent), it tells the Handler's [tlwebhook.Observer] once,
+// with the outcome [tlwebhook.DeliveryDiscarded]; the otel module counts it.
+// A job that an operator cancels, or that River's rescuer discards after its
+// process died during the last attempt, is not reported.
+//
+// # Operating
+//
+// Each job's [Args] hold the message id, event type and event id in clear
+// text and the payload as JSON beside its exact bytes, so that River UI
+// (riverqueue.com/riverui) shows every delivery readably, and an operator
+// retries failed, cancelled and discarded ones from it. Serve River UI on a
+// listener of its own behind credentials of its own: it shows every
+// payload. The repository's docs/inbox.md is the operator's guide, and
+// examples/inbox serves River UI with -ui.
+//
+// Deliveries that arrive together are inserted in one transaction; when the
+// database refuses it, each is inserted alone, so that a row it refuses
+// costs only its own delivery a 503. Whatever a signed delivery's strings
+// hold, its row is storable (see [Args]).
 package riverinbox
 
 import (
@@ -143,9 +169,11 @@ const (
 // The job's timeout is the callback's and 5 s for the worker to roll back
 // or commit; a job still running 10 s after that is stuck: its process died.
 // River then retries it at its rescuer's next run (every 30 s, on the
-// client elected leader), so a delivery whose worker was killed mid-callback
-// runs again within RescueStuckJobsAfter + 30 s of the attempt's start,
-// instead of River's default hour. With callbackTimeout 0 (no bound), it
+// client elected leader; when the dead process was the leader, another
+// client takes over within about 20 s), so a delivery whose worker was
+// killed mid-callback runs again within RescueStuckJobsAfter + 50 s of the
+// attempt's start (75 s with the default callback timeout), instead of
+// River's default hour. With callbackTimeout 0 (no bound), it
 // returns 0, 0: River's defaults, a minute and an hour.
 func Timeouts(callbackTimeout time.Duration) (jobTimeout, rescueStuckJobsAfter time.Duration) {
 	if callbackTimeout <= 0 {
@@ -457,7 +485,10 @@ func argsOf(d tlwebhook.Delivery, payload []byte) Args {
 // ([TxFromContext]), and on success completes the job in that same
 // transaction ([river.JobCompleteTx]) and commits. On failure it rolls back
 // and returns the error, so River retries the job; an error that wraps
-// [tlwebhook.ErrPermanent] cancels it instead. NewWorker panics if h is nil.
+// [tlwebhook.ErrPermanent] cancels it instead. When the job ends without
+// another attempt (cancelled, or discarded after its last attempt), the
+// worker reports [tlwebhook.DeliveryDiscarded] through
+// [tlwebhook.Handler.Report]. NewWorker panics if h is nil.
 func NewWorker[TTx any](h *tlwebhook.Handler) river.Worker[Args] {
 	if h == nil {
 		panic("riverinbox.NewWorker: nil Handler")
