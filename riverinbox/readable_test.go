@@ -151,15 +151,19 @@ func nulEffects[TTx any](b *backend[TTx]) func(*tlwebhook.Handler) {
 }
 
 // TestNulInEventIDAmongConcurrent: ten signed deliveries whose event_id
-// holds U+0000 (which PostgreSQL's jsonb refuses), among 200 sent at once,
-// are all recorded and processed once, and cost their batch-mates nothing.
+// holds U+0000 (which PostgreSQL's jsonb refuses), among 200 sent at once
+// (two among 40 on SQLite), are all recorded and processed once, and cost
+// their batch-mates nothing.
 func TestNulInEventIDAmongConcurrent(t *testing.T) {
 	both(t, testNulInEventID[pgx.Tx], testNulInEventID[*sql.Tx])
 }
 
 func testNulInEventID[TTx any](t *testing.T, b *backend[TTx]) {
 	s := newSetup(t, b, 4, nulEffects(b))
-	const n = 200
+	n := 200
+	if b.name == "sqlite" {
+		n = 40 // one connection: every insert and job waits its turn
+	}
 	statuses := make([]int, n)
 	keys := make([]string, n)
 	var wg sync.WaitGroup
