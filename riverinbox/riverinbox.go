@@ -448,7 +448,9 @@ func (ib *Inbox[TTx]) flush(batch []*enqueueCall) {
 }
 
 // EnqueueTx is like [Inbox.Enqueue] inside the caller's transaction tx: the
-// job exists, and blocks duplicates, once tx commits.
+// job exists, and blocks duplicates, once tx commits. Unlike Enqueue, it
+// cannot try again without the readable copy of the payload if the
+// database refuses the row: the caller's transaction is then aborted.
 func (ib *Inbox[TTx]) EnqueueTx(ctx context.Context, tx TTx, d tlwebhook.Delivery, payload []byte) error {
 	_, err := ib.client.InsertTx(ctx, tx, argsOf(d, payload), &ib.opts)
 	if err != nil {
