@@ -47,6 +47,9 @@ func TestMain(m *testing.M) {
 	case "run":
 		os.Exit(childRun())
 	}
+	if _, err := chromiumPath(); err != nil && !inCI() {
+		riverinboxtest.Notice("examples/inbox: the River UI browser test is skipped: " + err.Error())
+	}
 	os.Exit(riverinboxtest.Main(m))
 }
 

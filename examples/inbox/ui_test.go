@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"image/png"
@@ -33,19 +34,34 @@ import (
 //	go test ./examples/inbox -run TestRiverUI -screenshot ../../docs/inbox-river-ui.png
 var screenshot = flag.String("screenshot", "", "save River UI's job list screenshot to this PNG file")
 
-// chromium returns the path of a Chromium or Chrome binary; it skips the
-// test when there is none, and fails it when CI=true.
-func chromium(t *testing.T) string {
-	t.Helper()
+// chromiumPath returns the path of a Chromium or Chrome binary on PATH.
+func chromiumPath() (string, error) {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(name); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatal("no chromium on PATH; CI=true requires it (.ci/run installs the Debian package chromium)")
+	return "", errors.New("no chromium on PATH (apt-get install chromium)")
+}
+
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// chromium returns the path of a Chromium or Chrome binary; it skips the
+// test when there is none (TestMain says so on go test's output), and
+// fails it when CI=true.
+func chromium(t *testing.T) string {
+	t.Helper()
+	p, err := chromiumPath()
+	switch {
+	case err == nil:
+		return p
+	case inCI():
+		t.Fatalf("%v; CI=true requires it (.ci/run installs the Debian package chromium)", err)
 	}
-	t.Skip("no chromium on PATH: the River UI browser test needs it (apt-get install chromium)")
+	t.Skipf("the River UI browser test needs Chromium: %v", err)
 	return ""
 }
 

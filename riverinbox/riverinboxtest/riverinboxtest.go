@@ -99,16 +99,18 @@ func setUp() {
 		server.url, server.stop = u, stop
 	}
 	if server.url == "" && !inCI() {
-		notice(fmt.Sprintf("%s: PostgreSQL tests skipped: %s (install the Debian package postgresql, or set %s)",
+		Notice(fmt.Sprintf("%s: PostgreSQL tests skipped: %s (install the Debian package postgresql, or set %s)",
 			filepath.Base(os.Args[0]), server.why, EnvDatabaseURL))
 	}
 }
 
-// notice writes msg where the person running go test sees it: on the
-// standard error of the go command that started this test binary (its
-// parent), which shows it even when the package passes, or else on this
-// process's standard error.
-func notice(msg string) {
+// Notice writes msg where the person running go test sees it, for example
+// that some tests of the package are skipped because a tool is missing: on
+// the standard error of the go command that started this test binary (its
+// parent), which shows it even when the package passes (go test shows a
+// passing package's own output only with -v), or else on this process's
+// standard error. Call it once per test binary, from TestMain.
+func Notice(msg string) {
 	if f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/2", os.Getppid()), os.O_WRONLY|os.O_APPEND, 0); err == nil {
 		_, _ = fmt.Fprintln(f, msg)
 		_ = f.Close()
@@ -300,6 +302,14 @@ func start(bin string) (string, func(), error) {
 			return "", nil, err
 		}
 		runuser, err := exec.LookPath("runuser")
+		for _, p := range []string{"/usr/sbin/runuser", "/sbin/runuser"} {
+			if err == nil {
+				break
+			}
+			if _, serr := os.Stat(p); serr == nil {
+				runuser, err = p, nil
+			}
+		}
 		if err != nil {
 			cleanup()
 			return "", nil, fmt.Errorf("running as root without runuser: %w", err)
