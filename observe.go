@@ -52,4 +52,18 @@ const (
 	DeliveryFailed DeliveryOutcome = "failed"
 	// DeliveryEnqueued: recorded in the inbox ([WithInbox]).
 	DeliveryEnqueued DeliveryOutcome = "enqueued"
+	// DeliveryDiscarded: the inbox gave up on a delivery it had recorded:
+	// its callback failed on the last attempt, or returned an error
+	// wrapping [ErrPermanent]. Reported once per delivery, by the inbox's
+	// worker through [Handler.Report], beside the [DeliveryFailed] of the
+	// attempt itself; the delivery stays in the inbox, to be retried by
+	// hand.
+	DeliveryDiscarded DeliveryOutcome = "discarded"
 )
+
+// Report tells the Handler's [Observer] ([WithObserver]), if it has one,
+// about o. It is for code that processes the Handler's deliveries outside
+// it and learns outcomes the Handler cannot see, such as an inbox's worker
+// reporting [DeliveryDiscarded]; the Handler reports its own requests and
+// [Handler.Process] calls itself.
+func (h *Handler) Report(ctx context.Context, o Observation) { h.observe(ctx, o) }

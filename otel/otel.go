@@ -63,7 +63,9 @@ const (
 	// [UnknownEventType].
 	AttrEventType = attribute.Key("tlwebhook.event_type")
 	// AttrOutcome is the [tlwebhook.DeliveryOutcome]: processed, duplicate,
-	// rejected, failed or enqueued.
+	// rejected, failed, enqueued or discarded. A discarded delivery is one
+	// an inbox gave up on (its worker reports it once, beside the failed
+	// attempt): the count to alert on.
 	AttrOutcome = attribute.Key("tlwebhook.outcome")
 	// AttrStatusCode is the HTTP status the Handler answered. It is absent
 	// for deliveries run by [tlwebhook.Handler.Process].
@@ -110,7 +112,7 @@ var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 // the index len(outcomes) and is reported as "unknown".
 var outcomes = []tlwebhook.DeliveryOutcome{
 	tlwebhook.DeliveryProcessed, tlwebhook.DeliveryDuplicate, tlwebhook.DeliveryRejected,
-	tlwebhook.DeliveryFailed, tlwebhook.DeliveryEnqueued,
+	tlwebhook.DeliveryFailed, tlwebhook.DeliveryEnqueued, tlwebhook.DeliveryDiscarded,
 }
 
 // statuses lists the statuses whose attribute sets are cached: 0 (Process)
@@ -212,7 +214,7 @@ func (o *observer) Observe(ctx context.Context, obs tlwebhook.Observation) {
 			span.SetAttributes(AttrDeliveryID.String(id))
 		}
 		switch obs.Outcome {
-		case tlwebhook.DeliveryRejected, tlwebhook.DeliveryFailed:
+		case tlwebhook.DeliveryRejected, tlwebhook.DeliveryFailed, tlwebhook.DeliveryDiscarded:
 			span.SetStatus(codes.Error, describe(obs))
 		}
 	}
@@ -293,6 +295,9 @@ var sentinels = []error{
 // delivery: fixed text, never the error's own, which may carry a callback's
 // words or a request's bytes.
 func describe(obs tlwebhook.Observation) string {
+	if obs.Outcome == tlwebhook.DeliveryDiscarded {
+		return "delivery discarded"
+	}
 	err := obs.Err
 	for _, s := range sentinels {
 		if errors.Is(err, s) {

@@ -580,6 +580,24 @@ func TestProcess(t *testing.T) {
 	}
 }
 
+// TestDiscarded checks what an inbox's worker reports through
+// Handler.Report when it gives up on a delivery: counted with the outcome
+// discarded and no status, no duration, a span with an error status that
+// carries no word of the callback's error.
+func TestDiscarded(t *testing.T) {
+	r := newRig(t)
+	h, err := tlwebhook.NewHandler(tlwebhooktest.NewSecret(), tlwebhook.WithObserver(r.obs), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := tlwebhook.Delivery{ID: tlwebhooktest.NewMessageID(), Timestamp: time.Now()}
+	h.Report(context.Background(), tlwebhook.Observation{Delivery: d, EventType: tlwebhook.EventTypeJobCompleted,
+		Outcome: tlwebhook.DeliveryDiscarded, Err: tlwebhook.Permanent(errors.New(canary))})
+	attrs := typeCompleted + "|discarded|"
+	r.checkOne(t, attrs, false)
+	r.checkSpans(t, []spanWant{{attrs, codes.Error, "delivery discarded", d.ID}}, canary)
+}
+
 // TestUnknownEventType checks that types outside tlwebhook.EventTypes
 // collapse to one attribute value, whichever struct they decode to.
 func TestUnknownEventType(t *testing.T) {

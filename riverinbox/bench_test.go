@@ -58,7 +58,7 @@ func BenchmarkAccept(b *testing.B) {
 		return db
 	}
 	b.Run("postgres/inbox", func(b *testing.B) {
-		client, err := river.NewClient(riverpgxv5.New(pgPool(b)), &river.Config{Logger: quietLogger()})
+		client, err := river.NewClient(riverpgxv5.New(pgPool(b)), &river.Config{Logger: quietLogger(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func BenchmarkAccept(b *testing.B) {
 	})
 	b.Run("postgres/baseline", func(b *testing.B) { benchAccept(b, &pgBaseline{pool: pgPool(b)}) })
 	b.Run("sqlite/inbox", func(b *testing.B) {
-		client, err := river.NewClient(riversqlite.New(sqliteDB(b)), &river.Config{Logger: quietLogger()})
+		client, err := river.NewClient(riversqlite.New(sqliteDB(b)), &river.Config{Logger: quietLogger(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,7 +96,7 @@ var benchSeq atomic.Int64
 func benchAccept(b *testing.B, ib tlwebhook.Inbox) {
 	secret := tlwebhooktest.NewSecret()
 	signer, _ := tlwebhooktest.NewSigner(secret)
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(ib), tlwebhook.WithLogger(quietHandlerLogger()))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(ib), tlwebhook.WithLogger(quietHandlerLogger(b)))
 	if err != nil {
 		b.Fatal(err)
 	}

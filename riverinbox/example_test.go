@@ -67,3 +67,42 @@ func Example() {
 	http.Handle("POST /webhooks/tensorlake", h)
 	log.Fatal(http.ListenAndServe(":8080", nil))
 }
+
+// The working client of a receiver whose callbacks have the Handler's
+// default timeout: a job runs a little longer than its callback, and a job
+// whose process died runs again within about a minute instead of an hour.
+func ExampleTimeouts() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ins, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET"),
+		tlwebhook.WithInbox(riverinbox.New(ins)),
+		tlwebhook.WithCallbackTimeout(tlwebhook.DefaultCallbackTimeout))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	jobTimeout, rescueAfter := riverinbox.Timeouts(tlwebhook.DefaultCallbackTimeout)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, riverinbox.NewWorker[pgx.Tx](h))
+	wc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Workers:                     workers,
+		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
+		CompletedJobRetentionPeriod: riverinbox.MinRetention,
+		CancelledJobRetentionPeriod: riverinbox.MinRetention,
+		JobTimeout:                  jobTimeout,
+		RescueStuckJobsAfter:        rescueAfter,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := wc.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -148,18 +147,6 @@ type fastRetry struct{}
 
 func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(50 * time.Millisecond) }
 
-// quietLogger drops River's routine warnings (failed attempts are expected
-// in these tests) but keeps errors.
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-// quietHandlerLogger drops the Handler's routine logs (rejections are
-// expected in these tests).
-func quietHandlerLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
 // setup is one receiver: a Handler with an inbox on one River client that
 // also works the inbox's jobs (the set-up the package recommends for
 // SQLite, and fine on PostgreSQL).
@@ -173,6 +160,13 @@ type setup[TTx any] struct {
 // newSetup builds a receiver on b. register adds callbacks to the handler;
 // the client is started when the test calls start.
 func newSetup[TTx any](tb testing.TB, b *backend[TTx], maxWorkers int, register func(h *tlwebhook.Handler)) *setup[TTx] {
+	tb.Helper()
+	return newSetupWith(tb, b, maxWorkers, nil, nil, register)
+}
+
+// newSetupWith is newSetup with options for the Handler and the inbox.
+func newSetupWith[TTx any](tb testing.TB, b *backend[TTx], maxWorkers int, hopts []tlwebhook.HandlerOption, iopts []riverinbox.Option,
+	register func(h *tlwebhook.Handler)) *setup[TTx] {
 	tb.Helper()
 	secret := tlwebhooktest.NewSecret()
 	signer, err := tlwebhooktest.NewSigner(secret)
@@ -188,12 +182,13 @@ func newSetup[TTx any](tb testing.TB, b *backend[TTx], maxWorkers int, register 
 		FetchPollInterval:           50 * time.Millisecond,
 		CompletedJobRetentionPeriod: riverinbox.MinRetention,
 		CancelledJobRetentionPeriod: riverinbox.MinRetention,
-		Logger:                      quietLogger(),
+		Logger:                      quietLogger(tb),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(riverinbox.New(client)), tlwebhook.WithLogger(quietHandlerLogger()))
+	opts := append([]tlwebhook.HandlerOption{tlwebhook.WithInbox(riverinbox.New(client, iopts...)), tlwebhook.WithLogger(quietHandlerLogger(tb))}, hopts...)
+	h, err := tlwebhook.NewHandler(secret, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -27,6 +27,7 @@
 //		_, err := tx.Exec(ctx, `insert into parsed(job_id) values ($1)`, ev.JobID)
 //		return err
 //	})
+//	jobTimeout, rescueAfter := riverinbox.Timeouts(tlwebhook.DefaultCallbackTimeout)
 //	workers := river.NewWorkers()
 //	river.AddWorker(workers, riverinbox.NewWorker[pgx.Tx](h))
 //	wc, _ := river.NewClient(riverpgxv5.New(pool), &river.Config{
@@ -34,6 +35,8 @@
 //		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 //		CompletedJobRetentionPeriod: riverinbox.MinRetention,
 //		CancelledJobRetentionPeriod: riverinbox.MinRetention,
+//		JobTimeout:                  jobTimeout,
+//		RescueStuckJobsAfter:        rescueAfter,
 //	})
 //	_ = wc.Start(ctx)
 //
@@ -75,10 +78,12 @@
 //   - RescueStuckJobsAfter (default one hour): a job whose process died while
 //     running it is retried after this long. Its transaction was rolled back
 //     by the database when the connection dropped, so nothing was committed.
+//     [Timeouts] derives both from the callback timeout, so that such a
+//     delivery runs again within about a minute instead of an hour.
 //   - MaxAttempts (default 25, with River's backoff about three weeks) and
 //     RetryPolicy: once a delivery is in the inbox, Svix is done with it and
 //     River retries on its own schedule; after the last attempt the job is
-//     discarded (see River's UI or river_job to retry it by hand).
+//     discarded (retry it from River UI, see Operating).
 //   - The database pool: each running job holds one connection for its
 //     transaction, so give the pool a few more connections than the sum of
 //     MaxWorkers (pgxpool's default is four, or the number of CPUs).
@@ -96,11 +101,33 @@
 // Process into an error, and retried. In every case the transaction is
 // rolled back, so a callback's writes through [TxFromContext] are committed
 // only when it succeeds.
+//
+// When the worker gives up on a delivery (the last attempt failed, or the
+// error was permanent), it tells the Handler's [tlwebhook.Observer] once,
+// with the outcome [tlwebhook.DeliveryDiscarded]; the otel module counts it.
+// A job that an operator cancels, or that River's rescuer discards after its
+// process died during the last attempt, is not reported.
+//
+// # Operating
+//
+// Each job's [Args] hold the message id, event type and event id in clear
+// text and the payload as JSON beside its exact bytes, so that River UI
+// (riverqueue.com/riverui) shows every delivery readably, and an operator
+// retries failed, cancelled and discarded ones from it. Serve River UI on a
+// listener of its own behind credentials of its own: it shows every
+// payload. The repository's docs/inbox.md is the operator's guide, and
+// examples/inbox serves River UI with -ui.
+//
+// Deliveries that arrive together are inserted in one transaction; when the
+// database refuses it, each is inserted alone, so that a row it refuses
+// costs only its own delivery a 503. Whatever a signed delivery's strings
+// hold, its row is storable (see [Args]).
 package riverinbox
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -121,21 +148,77 @@ const Kind = "tlwebhook_delivery"
 // documentation's section on uniqueness.
 const MinRetention = 48 * time.Hour
 
+// Margins of [Timeouts].
+const (
+	// jobMargin is the time a worker has, after the callback's deadline,
+	// to roll its transaction back (or commit) and return.
+	jobMargin = 5 * time.Second
+	// rescueMargin is the time River has, after a job's timeout, to record
+	// the attempt's result before its rescuer may take the job for stuck.
+	rescueMargin = 10 * time.Second
+)
+
+// Timeouts returns the River client settings JobTimeout and
+// RescueStuckJobsAfter for workers of a Handler whose callback timeout
+// ([tlwebhook.WithCallbackTimeout]) is callbackTimeout, the Handler's
+// default being [tlwebhook.DefaultCallbackTimeout]:
+//
+//	jobTimeout, rescueAfter := riverinbox.Timeouts(tlwebhook.DefaultCallbackTimeout)
+//	cfg := &river.Config{JobTimeout: jobTimeout, RescueStuckJobsAfter: rescueAfter, ...}
+//
+// The job's timeout is the callback's and 5 s for the worker to roll back
+// or commit; a job still running 10 s after that is stuck: its process died.
+// River then retries it at its rescuer's next run (every 30 s, on the
+// client elected leader; when the dead process was the leader, another
+// client takes over within about 20 s), so a delivery whose worker was
+// killed mid-callback runs again within RescueStuckJobsAfter + 50 s of the
+// attempt's start (75 s with the default callback timeout), instead of
+// River's default hour. With callbackTimeout 0 (no bound), it
+// returns 0, 0: River's defaults, a minute and an hour.
+func Timeouts(callbackTimeout time.Duration) (jobTimeout, rescueStuckJobsAfter time.Duration) {
+	if callbackTimeout <= 0 {
+		return 0, 0
+	}
+	jobTimeout = callbackTimeout + jobMargin
+	return jobTimeout, jobTimeout + rescueMargin
+}
+
 // Args are the arguments of an inbox job: one verified delivery. River
-// stores them as JSON; Payload is kept byte for byte (base64 in the JSON), so
-// the worker decodes exactly the body whose signature was verified.
+// stores them as JSON, which River UI shows: the delivery's message id, its
+// event type and event id in clear text, and the payload as JSON to read
+// ([Args.PayloadJSON]), beside the exact verified bytes ([Args.Payload]),
+// which are what the worker gives [tlwebhook.Handler.Process].
+//
+// Every string is stored so that any database can hold it: one that holds
+// U+0000 (which PostgreSQL's jsonb refuses) or bytes that are not UTF-8, or
+// that begins with "%!", is stored as "%!" followed by the string with "%",
+// U+0000 and each such byte percent-encoded; [Args.Delivery] decodes it.
+// Identifiers that Svix and Tensorlake send never need it.
 type Args struct {
-	// ID is the delivery's message id (svix-id), see [tlwebhook.Delivery].
-	ID string `json:"id"`
-	// Timestamp is the delivery's signing time (svix-timestamp).
-	Timestamp time.Time `json:"timestamp"`
+	// EventType is the event's type, for reading; the worker decodes the
+	// type from Payload. The JSON names are chosen so that the event type
+	// and the ids lead River UI's one-line view of a job, whichever order
+	// the database keeps them in (SQLite: as written, alphabetical here;
+	// PostgreSQL's jsonb: shortest first).
+	EventType string `json:"event,omitempty"`
 	// EventID is the payload's event_id, when it has one.
 	EventID string `json:"event_id,omitempty"`
+	// ID is the delivery's message id (svix-id), see [tlwebhook.Delivery].
+	ID string `json:"id"`
 	// Key is the delivery's [tlwebhook.Delivery.IdempotencyKey]; the job is
 	// unique by Key alone.
 	Key string `json:"key" river:"unique"`
-	// Payload is the raw verified request body.
-	Payload []byte `json:"payload"`
+	// PayloadJSON is a copy of the payload for reading, as a JSON value:
+	// strings that hold U+0000 have it replaced with U+FFFD and numbers
+	// beyond what a database's JSON type holds are written as strings. It
+	// is left out when the database refuses it anyway. Nothing reads it.
+	PayloadJSON json.RawMessage `json:"payload,omitempty"`
+	// Payload is the raw verified request body, kept byte for byte (base64
+	// in the JSON): the worker decodes exactly the body whose signature was
+	// verified.
+	Payload []byte `json:"raw_payload"`
+	// Timestamp is the delivery's signing time (svix-timestamp).
+	Timestamp time.Time `json:"timestamp"`
 }
 
 // Kind returns [Kind]; it implements [river.JobArgs].
@@ -148,9 +231,22 @@ func (Args) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: uniqueOpts()}
 }
 
-// Delivery returns the delivery the job carries.
+// Delivery returns the delivery the job carries, its strings decoded (see
+// [Args]).
 func (a Args) Delivery() tlwebhook.Delivery {
-	return tlwebhook.Delivery{ID: a.ID, Timestamp: a.Timestamp, EventID: a.EventID}
+	return tlwebhook.Delivery{ID: original(a.ID), Timestamp: a.Timestamp, EventID: original(a.EventID)}
+}
+
+// verifiedPayload returns the exact verified bytes. Jobs recorded by
+// earlier versions of this package kept them, base64, under "payload".
+func (a Args) verifiedPayload() []byte {
+	if a.Payload == nil && len(a.PayloadJSON) > 0 && a.PayloadJSON[0] == '"' {
+		var b []byte
+		if json.Unmarshal(a.PayloadJSON, &b) == nil {
+			return b
+		}
+	}
+	return a.Payload
 }
 
 // uniqueOpts makes a job unique by its Key in every state, completed,
@@ -249,11 +345,7 @@ func New[TTx any](client *river.Client[TTx], opts ...Option) *Inbox[TTx] {
 // then a duplicate. Enqueue does not keep payload after it returns.
 func (ib *Inbox[TTx]) Enqueue(ctx context.Context, d tlwebhook.Delivery, payload []byte) error {
 	if ib.maxBatch <= 1 {
-		_, err := ib.client.Insert(ctx, argsOf(d, payload), &ib.opts)
-		if err != nil {
-			return fmt.Errorf("riverinbox: recording delivery: %w", err)
-		}
-		return nil
+		return ib.insertOne(ctx, argsOf(d, payload))
 	}
 	// The flusher may read the payload after Enqueue has returned (when ctx
 	// ends first), and the Handler reuses its buffers: the call owns a copy.
@@ -271,6 +363,29 @@ func (ib *Inbox[TTx]) Enqueue(ctx context.Context, d tlwebhook.Delivery, payload
 	case <-ctx.Done():
 		return fmt.Errorf("riverinbox: recording delivery: %w", context.Cause(ctx))
 	}
+}
+
+// insertOne inserts one delivery in a transaction of its own.
+func (ib *Inbox[TTx]) insertOne(ctx context.Context, args Args) error {
+	_, err := ib.client.Insert(ctx, args, &ib.opts)
+	return ib.withoutReadable(ctx, args, err)
+}
+
+// withoutReadable follows an insert of args alone that returned err: when
+// the database refused the row, it tries once more without the readable
+// copy of the payload, which is not the delivery's own bytes and must never
+// cost it its place in the inbox.
+func (ib *Inbox[TTx]) withoutReadable(ctx context.Context, args Args, err error) error {
+	if err == nil {
+		return nil
+	}
+	if args.PayloadJSON != nil && ctx.Err() == nil {
+		args.PayloadJSON = nil
+		if _, err2 := ib.client.Insert(ctx, args, &ib.opts); err2 == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("riverinbox: recording delivery: %w", err)
 }
 
 // flushLoop inserts pending calls, a batch at a time, until none is left.
@@ -293,30 +408,49 @@ func (ib *Inbox[TTx]) flushLoop() {
 
 // flush inserts one batch in one transaction and tells every call the
 // result. Copies of one key in a batch are inserted once: one statement
-// cannot insert a unique key twice.
+// cannot insert a unique key twice. When the transaction fails, each
+// delivery is inserted on its own, so that a row the database refuses costs
+// only its own delivery (and its copies) a 503, not its batch-mates.
 func (ib *Inbox[TTx]) flush(batch []*enqueueCall) {
 	params := make([]river.InsertManyParams, 0, len(batch))
-	seen := make(map[string]struct{}, len(batch))
+	first := make(map[string]int, len(batch)) // key -> index in params
 	for _, c := range batch {
-		if _, dup := seen[c.args.Key]; dup {
+		if _, dup := first[c.args.Key]; dup {
 			continue
 		}
-		seen[c.args.Key] = struct{}{}
+		first[c.args.Key] = len(params)
 		params = append(params, river.InsertManyParams{Args: c.args, InsertOpts: &ib.opts})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
 	_, err := ib.client.InsertMany(ctx, params)
-	cancel()
-	if err != nil {
-		err = fmt.Errorf("riverinbox: recording delivery: %w", err)
+	if err == nil {
+		for _, c := range batch {
+			c.done <- nil
+		}
+		return
+	}
+	errs := make([]error, len(params))
+	for i, p := range params {
+		args := p.Args.(Args)
+		switch {
+		case len(params) == 1: // it was alone already
+			errs[i] = ib.withoutReadable(ctx, args, err)
+		case ctx.Err() != nil:
+			errs[i] = fmt.Errorf("riverinbox: recording delivery: %w", err)
+		default:
+			errs[i] = ib.insertOne(ctx, args)
+		}
 	}
 	for _, c := range batch {
-		c.done <- err
+		c.done <- errs[first[c.args.Key]]
 	}
 }
 
 // EnqueueTx is like [Inbox.Enqueue] inside the caller's transaction tx: the
-// job exists, and blocks duplicates, once tx commits.
+// job exists, and blocks duplicates, once tx commits. Unlike Enqueue, it
+// cannot try again without the readable copy of the payload if the
+// database refuses the row: the caller's transaction is then aborted.
 func (ib *Inbox[TTx]) EnqueueTx(ctx context.Context, tx TTx, d tlwebhook.Delivery, payload []byte) error {
 	_, err := ib.client.InsertTx(ctx, tx, argsOf(d, payload), &ib.opts)
 	if err != nil {
@@ -325,13 +459,20 @@ func (ib *Inbox[TTx]) EnqueueTx(ctx context.Context, tx TTx, d tlwebhook.Deliver
 	return nil
 }
 
+// argsOf makes the job arguments of a delivery, with the readable copies.
 func argsOf(d tlwebhook.Delivery, payload []byte) Args {
+	var typ string
+	if ev, err := tlwebhook.ParseEvent(payload); err == nil {
+		typ = string(ev.Type())
+	}
 	return Args{
-		ID:        d.ID,
-		Timestamp: d.Timestamp,
-		EventID:   d.EventID,
-		Key:       d.IdempotencyKey(),
-		Payload:   payload,
+		ID:          storable(d.ID),
+		Key:         storable(d.IdempotencyKey()),
+		EventType:   storable(typ),
+		EventID:     storable(d.EventID),
+		Timestamp:   d.Timestamp,
+		PayloadJSON: readable(payload),
+		Payload:     payload,
 	}
 }
 
@@ -346,7 +487,10 @@ func argsOf(d tlwebhook.Delivery, payload []byte) Args {
 // ([TxFromContext]), and on success completes the job in that same
 // transaction ([river.JobCompleteTx]) and commits. On failure it rolls back
 // and returns the error, so River retries the job; an error that wraps
-// [tlwebhook.ErrPermanent] cancels it instead. NewWorker panics if h is nil.
+// [tlwebhook.ErrPermanent] cancels it instead. When the job ends without
+// another attempt (cancelled, or discarded after its last attempt), the
+// worker reports [tlwebhook.DeliveryDiscarded] through
+// [tlwebhook.Handler.Report]. NewWorker panics if h is nil.
 func NewWorker[TTx any](h *tlwebhook.Handler) river.Worker[Args] {
 	if h == nil {
 		panic("riverinbox.NewWorker: nil Handler")
@@ -369,6 +513,16 @@ var errNotCompleted = errors.New("riverinbox: job no longer running, callback's 
 const rollbackTimeout = 5 * time.Second
 
 func (w *worker[TTx]) Work(ctx context.Context, job *river.Job[Args]) (err error) {
+	defer func() {
+		if err != nil && givesUp(ctx, job, err) {
+			w.h.Report(context.WithoutCancel(ctx), tlwebhook.Observation{
+				Delivery:  job.Args.Delivery(),
+				EventType: tlwebhook.EventType(original(job.Args.EventType)),
+				Outcome:   tlwebhook.DeliveryDiscarded,
+				Err:       err,
+			})
+		}
+	}()
 	client, err := river.ClientFromContextSafely[TTx](ctx)
 	if err != nil {
 		return fmt.Errorf("riverinbox: %w (is the worker's type parameter the client's transaction type?)", err)
@@ -391,7 +545,7 @@ func (w *worker[TTx]) Work(ctx context.Context, job *river.Job[Args]) (err error
 	}()
 	tx := driver.UnwrapTx(execTx)
 
-	if err := w.h.Process(context.WithValue(ctx, txKey{}, txValue[TTx]{tx}), job.Args.Delivery(), job.Args.Payload); err != nil {
+	if err := w.h.Process(context.WithValue(ctx, txKey{}, txValue[TTx]{tx}), job.Args.Delivery(), job.Args.verifiedPayload()); err != nil {
 		if errors.Is(err, tlwebhook.ErrPermanent) {
 			return river.JobCancel(err)
 		}
@@ -413,6 +567,24 @@ func (w *worker[TTx]) Work(ctx context.Context, job *river.Job[Args]) (err error
 	}
 	done = true
 	return nil
+}
+
+// givesUp reports whether River ends the job, without another attempt,
+// when Work returns err: cancelled for a permanent error, discarded after
+// the last attempt. A job that the client's shutdown or an operator (River
+// UI's Cancel) interrupted is not given up by the inbox, nor is one that
+// another attempt owns now.
+func givesUp(ctx context.Context, job *river.Job[Args], err error) bool {
+	var cancel *rivertype.JobCancelError
+	switch {
+	case errors.As(err, &cancel):
+		return true
+	case errors.Is(err, errNotCompleted):
+		return false
+	case ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		return false
+	}
+	return job.Attempt >= job.MaxAttempts
 }
 
 type txKey struct{}

@@ -44,7 +44,7 @@ func TestStoreDownAnswers503(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(pool.Close)
-			client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietLogger()})
+			client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func TestStoreDownAnswers503(t *testing.T) {
 		}},
 		{"sqlite closed", func(t *testing.T) tlwebhook.Inbox {
 			db := newSQLiteDB(t)
-			client, err := river.NewClient(riversqlite.New(db), &river.Config{Logger: quietLogger()})
+			client, err := river.NewClient(riversqlite.New(db), &river.Config{Logger: quietLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestStoreDownAnswers503(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			secret := tlwebhooktest.NewSecret()
 			signer, _ := tlwebhooktest.NewSigner(secret)
-			h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(c.inbox(t)), tlwebhook.WithLogger(quietHandlerLogger()))
+			h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(c.inbox(t)), tlwebhook.WithLogger(quietHandlerLogger(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,19 +100,20 @@ func TestNo2xxForUncommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietLogger()})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := tlwebhooktest.NewSecret()
 	signer, _ := tlwebhooktest.NewSigner(secret)
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(riverinbox.New(client)), tlwebhook.WithLogger(quietHandlerLogger()))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithInbox(riverinbox.New(client)), tlwebhook.WithLogger(quietHandlerLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// The fault: kill the inbox's connections every 50 ms.
 	stop := make(chan struct{})
+	var killedBusy atomic.Int64
 	var killer sync.WaitGroup
 	killer.Add(1)
 	go func() {
@@ -123,7 +124,13 @@ func TestNo2xxForUncommitted(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			_ = b.exec(context.Background(), "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'riverinbox_victim'")
+			// Kill them all; count those killed in the middle of a
+			// statement or a transaction.
+			busy, err := b.pairs(context.Background(), `select 'busy', count(*) filter (where state <> 'idle')
+				from (select state, pg_terminate_backend(pid) from pg_stat_activity where application_name = 'riverinbox_victim') k`)
+			if err == nil {
+				killedBusy.Add(int64(busy["busy"]))
+			}
 		}
 	}()
 
@@ -171,48 +178,61 @@ func TestNo2xxForUncommitted(t *testing.T) {
 	if other > 0 {
 		t.Errorf("%d answers neither 204 nor 503", other)
 	}
-	if unavailable == 0 {
-		t.Error("no insert failed: the fault injection did nothing, the test shows nothing")
+	t.Logf("%d connections killed while busy", killedBusy.Load())
+	if killedBusy.Load() == 0 {
+		t.Error("no connection was killed while busy: the fault injection did nothing, the test shows nothing")
 	}
 	if ok == 0 {
 		t.Error("no delivery was recorded")
 	}
 }
 
-// TestAnswerDoesNotWaitForCallbacks measures the time to 204 over HTTP
-// while every worker is busy with a slow callback: the answer waits for the
-// insert only. The percentiles are logged; BENCHMARKS.md quotes them.
+// TestAnswerDoesNotWaitForCallbacks: every delivery is answered 204 while
+// the workers are busy with callbacks that have not returned (they wait
+// until the test releases them): the answer waits for the insert only. The
+// time to 204 is logged; BENCHMARKS.md quotes it.
 func TestAnswerDoesNotWaitForCallbacks(t *testing.T) {
-	const callback = 2 * time.Second
 	t.Run("postgres", func(t *testing.T) {
 		b := postgresBackend(t)
-		testLatency(t, b, callback, 1000)
+		testLatency(t, b, true, 1000)
 	})
 	// On SQLite, with the one-connection pool River recommends, a callback's
 	// transaction holds the connection, so deliveries wait for running
-	// callbacks: measured with short callbacks.
+	// callbacks: measured with callbacks that return at once.
 	t.Run("sqlite", func(t *testing.T) {
 		b := sqliteBackend(t)
-		testLatency(t, b, 0, 500)
+		testLatency(t, b, false, 500)
 	})
 }
 
-func testLatency[TTx any](t *testing.T, b *backend[TTx], callback time.Duration, n int) {
+func testLatency[TTx any](t *testing.T, b *backend[TTx], block bool, n int) {
 	const senders, maxWorkers = 16, 4
-	var started atomic.Int64
-	s := newSetup(t, b, maxWorkers, registerEffects(b, func(ctx context.Context, record func(context.Context) error) error {
+	var started, returned atomic.Int64
+	release := make(chan struct{})
+	// No callback deadline: a held callback returns only when released.
+	s := newSetupWith(t, b, maxWorkers, []tlwebhook.HandlerOption{tlwebhook.WithCallbackTimeout(0)}, nil, registerEffects(b, func(ctx context.Context, record func(context.Context) error) error {
 		started.Add(1)
+		defer returned.Add(1)
 		if err := record(ctx); err != nil {
 			return err
 		}
-		select {
-		case <-time.After(callback):
-		case <-ctx.Done():
-			return ctx.Err()
+		if block {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		return nil
 	}))
 	s.start(t)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
 	srv := httptest.NewServer(s.handler)
 	t.Cleanup(srv.Close)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
@@ -243,18 +263,23 @@ func testLatency[TTx any](t *testing.T, b *backend[TTx], callback time.Duration,
 	}
 	wg.Wait()
 	elapsed := time.Since(begin)
-	busy := started.Load()
+	if block {
+		// Callbacks that the test has not released yet cannot have
+		// returned, unless the answers waited for them.
+		if r := returned.Load(); r != 0 {
+			t.Errorf("%d callbacks returned before their release", r)
+		}
+		waitFor(t, 30*time.Second, func() string {
+			if started.Load() == maxWorkers {
+				return ""
+			}
+			return fmt.Sprintf("%d callbacks started, want all %d workers busy", started.Load(), maxWorkers)
+		})
+		close(release)
+	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[int(p*float64(n-1))].Round(10 * time.Microsecond) }
-	t.Logf("%s: %d deliveries from %d senders in %v (%.0f/s) while %d workers ran %v callbacks (%d started): time to 204 p50 %v, p90 %v, p99 %v, max %v",
-		b.name, n, senders, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), maxWorkers, callback, busy,
+	t.Logf("%s: %d deliveries from %d senders in %v (%.0f/s), %d callbacks started and held: time to 204 p50 %v, p90 %v, p99 %v, max %v",
+		b.name, n, senders, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), started.Load(),
 		pct(0.50), pct(0.90), pct(0.99), lat[n-1].Round(10*time.Microsecond))
-	if callback > 0 {
-		if busy == 0 || busy >= int64(n) {
-			t.Errorf("%d callbacks started during the load; want the workers busy and behind", busy)
-		}
-		if p99 := pct(0.99); p99 >= callback/2 {
-			t.Errorf("p99 time to 204 is %v, not well under the %v callbacks: the answer waits for them", p99, callback)
-		}
-	}
 }
