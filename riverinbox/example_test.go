@@ -38,7 +38,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	h, err := tlwebhook.NewHandler(os.Getenv("TLWEBHOOK_SECRET"), tlwebhook.WithInbox(riverinbox.New(ins)))
+	h, err := tlwebhook.NewHandler(os.Getenv("TENSORLAKE_WEBHOOK_SECRET"), tlwebhook.WithInbox(riverinbox.New(ins)))
 	if err != nil {
 		log.Fatal(err)
 	}
