@@ -115,7 +115,7 @@ const MaxEventVersion = 1
 // [ErrInvalidPayload] only when the payload is not a single valid JSON
 // object.
 func CheckDrift(payload []byte) ([]Drift, error) {
-	_, _, drift, err := parse(payload, nil)
+	_, _, drift, err := parse(payload, true, nil)
 	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		return nil, err
 	}

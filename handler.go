@@ -228,7 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: status, Err: err})
 		return
 	}
-	ev, k, drift, err := parse(body, &h.drift)
+	ev, k, drift, err := parse(body, true, &h.drift)
 	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		h.putBody(bp, body)
 		h.v.reject(w, r, http.StatusBadRequest, d.ID, err)
@@ -273,7 +273,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // returns an error wrapping [ErrSchemaDrift], not permanent: a queue that
 // retries it succeeds once the library is upgraded.
 func (h *Handler) Process(ctx context.Context, d Delivery, payload []byte) error {
-	ev, k, drift, err := parse(payload, &h.drift)
+	ev, k, drift, err := parse(payload, true, &h.drift)
 	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		err = Permanent(err)
 		h.observe(ctx, Observation{Delivery: d, Outcome: DeliveryRejected, Err: err})

@@ -42,7 +42,7 @@ import (
 // [CheckDrift] returns the whole report. Error messages name fields, never
 // their values.
 func ParseEvent(payload []byte) (Event, error) {
-	ev, _, _, err := parse(payload, nil)
+	ev, _, _, err := parse(payload, false, nil)
 	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		return nil, err
 	}
@@ -57,21 +57,25 @@ var strict = json.RejectUnknownMembers(true)
 // parse decodes payload and returns the event with its row in the event
 // table and the payload's drift. Breaking drift returns an UnknownEvent
 // (row unknownIndex) and an error wrapping ErrSchemaDrift; a malformed
-// payload returns an error wrapping ErrInvalidPayload. memo, if not nil,
-// interns the pointers of drift already reported.
+// payload returns an error wrapping ErrInvalidPayload. Without report, the
+// additive drift of a payload that decodes is left out (ParseEvent needs
+// none). memo, if not nil, interns the pointers of drift already reported.
 //
 // A payload that fits its struct costs one pass: the row is guessed from the
 // bytes (a guess, checked on the decoded event), and the payload decoded
 // strictly into it. Anything else takes the slow path: a scan that validates
 // the payload and finds its row, a walk that lists its drift, then a
 // lenient decode when the drift is additive.
-func parse(payload []byte, memo *driftLog) (Event, int, []Drift, error) {
+func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, error) {
 	p := parsers.Get().(*parser)
 	p.memo = memo
 	defer p.release()
 
-	if k := guessKind(payload); k >= 0 && k != unknownIndex {
-		ev := kinds[k].newEvent()
+	guess := guessKind(payload)
+	var tried Event // the event of the guessed row, reused when the guess was right
+	if guess >= 0 && guess != unknownIndex {
+		ev := kinds[guess].newEvent()
+		k := guess
 		if json.Unmarshal(payload, ev, strict) == nil && confirmKind(k, ev) {
 			p.typ = ev.Type()
 			p.checkEvent(k, ev)
@@ -80,6 +84,7 @@ func parse(payload []byte, memo *driftLog) (Event, int, []Drift, error) {
 			}
 			return ev, k, p.report(), nil
 		}
+		tried = ev
 	}
 
 	pr, err := p.scan(payload)
@@ -110,12 +115,28 @@ func parse(payload []byte, memo *driftLog) (Event, int, []Drift, error) {
 			p.add(DriftNewType, nil, "/event_type", "")
 		}
 	}
+	newEvent := func() Event {
+		if k == guess {
+			reflect.ValueOf(tried).Elem().SetZero()
+			return tried
+		}
+		return kinds[k].newEvent()
+	}
+	if !report {
+		// Decode first: only a payload that does not fit needs the walk.
+		ev := newEvent()
+		if json.Unmarshal(payload, ev) == nil {
+			if e, ok := ev.(interface{ envelope() *Envelope }); !ok || e.envelope().EventVersion <= MaxEventVersion {
+				return ev, k, nil, nil
+			}
+		}
+	}
 	if err := p.walk(payload, schemas[k].shape); err != nil {
 		// Cannot happen: the scan validated the payload.
 		return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
 	}
 	if !p.breaking {
-		ev := kinds[k].newEvent()
+		ev := newEvent()
 		err := json.Unmarshal(payload, ev)
 		if err == nil {
 			return ev, k, p.report(), nil
