@@ -332,7 +332,7 @@ func collectProbes(t reflect.Type, path []int, pointer string, out *[]enumProbe)
 
 // probeEnums reports the enumeration values of a strictly decoded event
 // that are none of the constants.
-func (p *parser) probeEnums(k int, ev Event) {
+func (p *parseState) probeEnums(k int, ev Event) {
 	root := reflect.ValueOf(ev).Elem()
 	for i := range schemas[k].probes {
 		pr := &schemas[k].probes[i]
@@ -399,7 +399,7 @@ func driftError(t EventType, drift []Drift) error {
 
 // add records one drift at the pointer p.ptr, or at static when it is not
 // empty.
-func (p *parser) add(k DriftKind, ptr []byte, static, value string) {
+func (p *parseState) add(k DriftKind, ptr []byte, static, value string) {
 	if len(p.drift) >= maxDriftsPerPayload && (!k.Breaking() || p.breaking) {
 		p.breaking = p.breaking || k.Breaking()
 		return
@@ -416,12 +416,12 @@ func (p *parser) add(k DriftKind, ptr []byte, static, value string) {
 }
 
 // addString is add for a pointer known in advance.
-func (p *parser) addString(k DriftKind, pointer, value string) { p.add(k, nil, pointer, value) }
+func (p *parseState) addString(k DriftKind, pointer, value string) { p.add(k, nil, pointer, value) }
 
 // intern returns ptr as a string: the one the Handler's memo holds when it
 // has reported this drift before, so that drift already reported builds
 // no string.
-func (p *parser) intern(k DriftKind, ptr []byte) string {
+func (p *parseState) intern(k DriftKind, ptr []byte) string {
 	if p.memo == nil {
 		return string(ptr)
 	}
@@ -453,13 +453,13 @@ func truncateUTF8(s string, n int) string {
 }
 
 // walk reads payload (valid JSON) against shape s and records its drift.
-func (p *parser) walk(payload []byte, s *shape) error {
+func (p *parseState) walk(payload []byte, s *shape) error {
 	dec := p.reset(payload)
 	p.ptr = p.ptr[:0]
 	return p.walkValue(dec, s)
 }
 
-func (p *parser) walkValue(dec *jsontext.Decoder, s *shape) error {
+func (p *parseState) walkValue(dec *jsontext.Decoder, s *shape) error {
 	k := dec.PeekKind()
 	if k == 'n' || s.kind == shapeAny {
 		return dec.SkipValue()

@@ -67,7 +67,7 @@ var strict = json.RejectUnknownMembers(true)
 // the payload and finds its row, a walk that lists its drift, then a
 // lenient decode when the drift is additive.
 func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, error) {
-	p := parsers.Get().(*parser)
+	p := parsers.Get().(*parseState)
 	p.memo = memo
 	defer p.release()
 
@@ -232,7 +232,7 @@ func confirmKind(k int, ev Event) bool {
 // checkEvent lists the drift of an event that decoded strictly: a type new
 // to its family, enumeration values that are none of the constants, an
 // event_version above the highest modelled.
-func (p *parser) checkEvent(k int, ev Event) {
+func (p *parseState) checkEvent(k int, ev Event) {
 	e, lifecycle := ev.(interface{ envelope() *Envelope })
 	if lifecycle {
 		if _, listed := byType[p.typ]; !listed {
@@ -254,8 +254,8 @@ type probe struct {
 	workflow     bool
 }
 
-// parser is the reusable state of one parse.
-type parser struct {
+// parseState is the reusable state of one parse.
+type parseState struct {
 	buf      bytes.Buffer // jsontext reads a bytes.Buffer in place, without copying
 	dec      jsontext.Decoder
 	ptr      []byte // the JSON pointer of the value being walked
@@ -266,9 +266,9 @@ type parser struct {
 	breaking bool
 }
 
-var parsers = sync.Pool{New: func() any { return new(parser) }}
+var parsers = sync.Pool{New: func() any { return new(parseState) }}
 
-func (p *parser) reset(payload []byte) *jsontext.Decoder {
+func (p *parseState) reset(payload []byte) *jsontext.Decoder {
 	p.buf = *bytes.NewBuffer(payload)
 	p.dec.Reset(&p.buf)
 	return &p.dec
@@ -276,7 +276,7 @@ func (p *parser) reset(payload []byte) *jsontext.Decoder {
 
 // release returns p to the pool, keeping no reference to the payload or
 // the caller's memo.
-func (p *parser) release() {
+func (p *parseState) release() {
 	p.buf = bytes.Buffer{}
 	p.dec.Reset(&p.buf)
 	p.memo, p.typ, p.drift, p.breaking = nil, "", nil, false
@@ -285,7 +285,7 @@ func (p *parser) release() {
 }
 
 // report returns the drift found, sorted, and leaves none in p.
-func (p *parser) report() []Drift {
+func (p *parseState) report() []Drift {
 	d := p.drift
 	p.drift = nil
 	slices.SortFunc(d, func(a, b Drift) int {
@@ -295,7 +295,7 @@ func (p *parser) report() []Drift {
 }
 
 // unknown returns the UnknownEvent of a payload with breaking drift.
-func (p *parser) unknown(payload []byte) (Event, int, []Drift, error) {
+func (p *parseState) unknown(payload []byte) (Event, int, []Drift, error) {
 	u, _ := newUnknown(payload)
 	if u.EventType == "" {
 		u.EventType = p.typ
@@ -307,7 +307,7 @@ func (p *parser) unknown(payload []byte) (Event, int, []Drift, error) {
 // scan reads the payload's top-level members with jsontext, decoding only
 // the discriminators and skipping every other value. It validates the whole
 // payload as one JSON object (duplicate names and invalid UTF-8 included).
-func (p *parser) scan(payload []byte) (probe, error) {
+func (p *parseState) scan(payload []byte) (probe, error) {
 	var pr probe
 	dec := p.reset(payload)
 	if dec.PeekKind() != '{' {
@@ -447,7 +447,7 @@ func describeJSONError(err error) string {
 // addDecodeError records as breaking drift a decoding error that the walk
 // did not foresee: the member its JSON pointer names (map keys redacted;
 // root is the decoded struct's pointer type) and the kind that fits best.
-func (p *parser) addDecodeError(err error, root reflect.Type) {
+func (p *parseState) addDecodeError(err error, root reflect.Type) {
 	kind := DriftWrongKind
 	pointer := ""
 	var se *json.SemanticError

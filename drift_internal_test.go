@@ -1,0 +1,84 @@
+package tlwebhook
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEnumerationsListEveryConstant: every string constant declared for an
+// enumeration type of the event structs is in enumerations (else a
+// documented value would be reported as drift), and nothing else is.
+func TestEnumerationsListEveryConstant(t *testing.T) {
+	byName := map[string][]string{}
+	for rt := range enumerations {
+		byName[rt.Name()] = nil
+	}
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, f, nil, 0)
+		require.NoError(t, err)
+		for _, decl := range af.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				id, ok := vs.Type.(*ast.Ident)
+				if !ok {
+					continue
+				}
+				if _, enum := byName[id.Name]; !enum {
+					continue
+				}
+				for _, v := range vs.Values {
+					lit, ok := v.(*ast.BasicLit)
+					require.True(t, ok, "%s: constant of %s is not a literal", fset.Position(v.Pos()), id.Name)
+					s, err := strconv.Unquote(lit.Value)
+					require.NoError(t, err)
+					byName[id.Name] = append(byName[id.Name], s)
+				}
+			}
+		}
+	}
+	for rt, listed := range enumerations {
+		declared := byName[rt.Name()]
+		require.NotEmpty(t, declared, "no constants of %s found", rt.Name())
+		assert.ElementsMatch(t, declared, listed, "enumerations[%s] must list exactly its constants", rt.Name())
+	}
+	// Every string type of the event structs other than EventType is an
+	// enumeration, or a plain string.
+	for i := range schemas {
+		for _, p := range schemas[i].probes {
+			assert.False(t, slices.Contains(p.known, ""), p.pointer)
+		}
+	}
+}
+
+// TestSchemasCoverEveryEnumeration: each enumeration type is reachable from
+// the event table (its probes), so none is listed for nothing.
+func TestSchemasCoverEveryEnumeration(t *testing.T) {
+	seen := map[string]bool{}
+	for i := range schemas {
+		for _, p := range schemas[i].probes {
+			seen[strings.Join(p.known, ",")] = true
+		}
+	}
+	for rt, known := range enumerations {
+		assert.True(t, seen[strings.Join(known, ",")], "%s is not used by any event struct", rt)
+	}
+}
