@@ -29,6 +29,9 @@ registered) until interrupted (SIGINT or SIGTERM), and prints:
   listening on http://ADDR/PATH
   saved file=FILE [delivery=ID]                          (each request, with -save)
   event TYPE delivery=ID callback=CALLBACK key=value...   (each verified event)
+  drift delivery=ID type=TYPE pointer=P kind=K breaking=B (each way its payload
+                                                          departs from the event
+                                                          structs; see "check")
   rejected status=CODE [delivery=ID] reason=...          (each rejection)
   not-found method=METHOD path=PATH status=404           (requests to other paths)
   stopped
@@ -98,7 +101,8 @@ Bodies over 16 MiB are cut there.`)
 		}
 		out.println(fields...)
 	}})
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(logger), tlwebhook.WithTolerance(*tolerance))
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(logger), tlwebhook.WithTolerance(*tolerance),
+		tlwebhook.WithObserver(driftPrinter{out}))
 	if err != nil {
 		return f.usageError(e, "%v", err)
 	}
