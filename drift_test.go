@@ -407,3 +407,13 @@ func TestForgedDriftNotInspected(t *testing.T) {
 	assert.Empty(t, e.records(t, "tlwebhook: schema drift"))
 	assert.Empty(t, e.records(t, "tlwebhook: breaking schema drift"))
 }
+
+// TestSamplesFitExactly: every sample payload is what this version models,
+// member for member: no drift at all.
+func TestSamplesFitExactly(t *testing.T) {
+	for typ, payload := range tlwebhooktest.Samples() {
+		drift, err := tl.CheckDrift(payload)
+		require.NoError(t, err, typ)
+		assert.Empty(t, drift, typ)
+	}
+}

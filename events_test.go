@@ -187,6 +187,7 @@ var fixtureCases = []fixtureCase{
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxResumed, e.Type())
 		assert.Equal(t, int64(2), e.Data.Sandbox.GenerationID)
+		assert.Equal(t, tl.SandboxStatusPending, e.Data.Sandbox.Status, "a resumed sandbox is pending at first (Tensorlake's docs)")
 		require.NotNil(t, e.Data.PreviousStatus)
 		assert.Equal(t, tl.SandboxStatusSuspended, *e.Data.PreviousStatus)
 	}},

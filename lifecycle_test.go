@@ -427,7 +427,7 @@ func TestStaleUpdatesAreDropped(t *testing.T) {
 		"tensorlake.sandbox.created.json",    // 81240/0, pending
 		"tensorlake.sandbox.running.json",    // 81241/0, running
 		"tensorlake.sandbox.suspended.json",  // 81242/1, suspended
-		"tensorlake.sandbox.resumed.json",    // 81243/0, running
+		"tensorlake.sandbox.resumed.json",    // 81243/0, pending
 		"tensorlake.sandbox.terminated.json", // 81246/2, terminated
 	}
 	var events []*tl.SandboxEvent
