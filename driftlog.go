@@ -33,6 +33,9 @@ func (l *driftLog) pointer(key []byte) (string, bool) {
 // first reports whether dr is new to the log and should be logged, and
 // whether the bound was reached just now.
 func (l *driftLog) first(key []byte, pointer string) (log, suppressNow bool) {
+	if _, seen := l.pointer(key); seen {
+		return false, false // the common case, under the read lock only
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, seen := l.seen[string(key)]; seen {

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -71,7 +70,7 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 	p.memo = memo
 	defer p.release()
 
-	guess := guessKind(payload)
+	guess, guessType := guessKind(payload)
 	var tried Event // the event of the guessed row, reused when the guess was right
 	if guess >= 0 && guess != unknownIndex {
 		ev := kinds[guess].newEvent()
@@ -87,7 +86,18 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 		tried = ev
 	}
 
-	pr, err := p.scan(payload)
+	// The slow path. With a report to make and a guess, the walk that
+	// validates the payload and finds its row also lists its drift against
+	// the guessed row (right but in odd payloads); else it only validates.
+	var shape *shape
+	if report && tried != nil {
+		shape = schemas[guess].shape
+		p.typ = kinds[guess].Types[0]
+		if guessType != nil {
+			p.typ = EventType(guessType)
+		}
+	}
+	pr, err := p.walk(payload, shape)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
 	}
@@ -108,12 +118,9 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 		u, _ := newUnknown(payload)
 		return u, k, nil, nil
 	}
-	p.typ = kinds[k].Types[0]
+	typ := kinds[k].Types[0]
 	if pr.hasEventType {
-		p.typ = EventType(pr.eventType)
-		if _, listed := byType[p.typ]; !listed {
-			p.add(DriftNewType, nil, "/event_type", "")
-		}
+		typ = EventType(pr.eventType)
 	}
 	newEvent := func() Event {
 		if k == guess {
@@ -131,9 +138,17 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 			}
 		}
 	}
-	if err := p.walk(payload, schemas[k].shape); err != nil {
-		// Cannot happen: the scan validated the payload.
-		return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
+	if shape == nil || k != guess || typ != p.typ {
+		// The drift was not listed, or against another row: walk again.
+		p.drift, p.breaking, p.typ = p.drift[:0], false, typ
+		if _, err := p.walk(payload, schemas[k].shape); err != nil {
+			return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err)) // cannot happen: valid
+		}
+	}
+	if pr.hasEventType {
+		if _, listed := byType[p.typ]; !listed {
+			p.add(DriftNewType, nil, "/event_type", "")
+		}
 	}
 	if !p.breaking {
 		ev := newEvent()
@@ -147,32 +162,40 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 	return p.unknown(payload)
 }
 
+// guessHead is how far into a payload guessKind looks first: Tensorlake
+// sends the discriminators among the first members.
+const guessHead = 512
+
 // guessKind guesses the row of a payload from its bytes, without parsing:
-// the value of its first "event_type" member, else its workflow members,
-// else the value of its first "status" member. It returns -1 when it has
-// no guess. The guess is checked by confirmKind once the payload decoded.
-func guessKind(payload []byte) int {
-	if t, ok := stringAfter(payload, `"event_type"`); ok {
-		if i, ok := byType[EventType(t)]; ok {
-			return i
+// the value of its first "event_type" member, else the value of its first
+// "status" member (each looked for near the start first), else its
+// workflow members. It returns -1 when it has no guess, and the event type
+// of a lifecycle guess. The guess is checked by confirmKind once the
+// payload decoded, and by the walk when it did not.
+func guessKind(payload []byte) (int, []byte) {
+	head := payload[:min(len(payload), guessHead)]
+	for _, in := range [][]byte{head, payload} {
+		if t, ok := stringAfter(in, `"event_type"`); ok {
+			if i, ok := byType[EventType(t)]; ok {
+				return i, t
+			}
+			return familyOfBytes(t), t
 		}
-		return familyOfBytes(t)
+		if s, ok := stringAfter(in, `"status"`); ok {
+			if k := jobKindFor(string(s)); k >= 0 {
+				return k, nil
+			}
+		}
+		if len(head) == len(payload) {
+			break
+		}
 	}
 	for _, name := range []string{`"workflow_name"`, `"invocation_id"`, `"fn_status"`} {
 		if bytes.Contains(payload, []byte(name)) {
-			return workflowIndex
+			return workflowIndex, nil
 		}
 	}
-	if s, ok := stringAfter(payload, `"status"`); ok {
-		for i := range kinds {
-			for _, st := range kinds[i].statuses {
-				if string(st) == string(s) {
-					return i
-				}
-			}
-		}
-	}
-	return -1
+	return -1, nil
 }
 
 // stringAfter returns the unescaped string that follows the first
@@ -304,55 +327,6 @@ func (p *parseState) unknown(payload []byte) (Event, int, []Drift, error) {
 	return u, unknownIndex, u.Drift, driftError(p.typ, u.Drift)
 }
 
-// scan reads the payload's top-level members with jsontext, decoding only
-// the discriminators and skipping every other value. It validates the whole
-// payload as one JSON object (duplicate names and invalid UTF-8 included).
-func (p *parseState) scan(payload []byte) (probe, error) {
-	var pr probe
-	dec := p.reset(payload)
-	if dec.PeekKind() != '{' {
-		if _, err := dec.ReadToken(); err != nil {
-			return pr, err
-		}
-		return pr, errNotObject
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return pr, err
-	}
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadValue()
-		if err != nil {
-			return pr, err
-		}
-		switch string(memberName(name)) {
-		case "event_type":
-			pr.eventType, pr.hasEventType, err = stringValue(dec)
-		case "status":
-			pr.status, pr.hasStatus, err = stringValue(dec)
-		case "workflow_name", "invocation_id", "fn_status":
-			var v jsontext.Value
-			if v, err = dec.ReadValue(); err == nil && v.Kind() != 'n' {
-				pr.workflow = true
-			}
-		default:
-			err = dec.SkipValue()
-		}
-		if err != nil {
-			return pr, err
-		}
-	}
-	if _, err := dec.ReadToken(); err != nil { // the closing brace
-		return pr, err
-	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		if err == nil {
-			err = errTrailing
-		}
-		return pr, err
-	}
-	return pr, nil
-}
-
 var (
 	errNotObject = errors.New("not a JSON object")
 	errTrailing  = errors.New("data after the JSON object")
@@ -366,16 +340,6 @@ func memberName(raw jsontext.Value) []byte {
 	}
 	b, _ := jsontext.AppendUnquote(nil, raw) // valid: the decoder checked it
 	return b
-}
-
-// stringValue reads the next value and returns it when it is a string.
-func stringValue(dec *jsontext.Decoder) (string, bool, error) {
-	v, err := dec.ReadValue()
-	if err != nil || v.Kind() != '"' {
-		return "", false, err
-	}
-	b, err := jsontext.AppendUnquote(nil, v)
-	return string(b), err == nil, err
 }
 
 // lenientEnvelope holds envelope members undecoded, so that each can be
