@@ -285,7 +285,7 @@ type parseState struct {
 	key      []byte // scratch for driftLog keys
 	memo     *driftLog
 	typ      EventType
-	drift    []Drift
+	drift    []Drift // reused: report returns a copy
 	breaking bool
 }
 
@@ -302,15 +302,19 @@ func (p *parseState) reset(payload []byte) *jsontext.Decoder {
 func (p *parseState) release() {
 	p.buf = bytes.Buffer{}
 	p.dec.Reset(&p.buf)
-	p.memo, p.typ, p.drift, p.breaking = nil, "", nil, false
+	clear(p.drift) // no strings of the last payload kept in the pool
+	p.memo, p.typ, p.drift, p.breaking = nil, "", p.drift[:0], false
 	p.ptr, p.key = p.ptr[:0], p.key[:0]
 	parsers.Put(p)
 }
 
 // report returns the drift found, sorted, and leaves none in p.
 func (p *parseState) report() []Drift {
-	d := p.drift
-	p.drift = nil
+	if len(p.drift) == 0 {
+		return nil
+	}
+	d := slices.Clone(p.drift) // one allocation: p.drift is reused
+	p.drift = p.drift[:0]
 	slices.SortFunc(d, func(a, b Drift) int {
 		return cmp.Or(strings.Compare(a.Pointer, b.Pointer), strings.Compare(string(a.Kind), string(b.Kind)))
 	})
