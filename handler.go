@@ -177,7 +177,9 @@ func (h *Handler) OnApplicationEvent(fn func(context.Context, *ApplicationEvent)
 func (h *Handler) OnRequestEvent(fn func(context.Context, *RequestEvent) error) { On(h, fn) }
 
 // OnUnknown registers fn for [UnknownEvent]s: verified payloads that are none
-// of the modelled events. Replaces any earlier callback; nil removes it.
+// of the modelled events, and modelled events with breaking drift (their
+// [UnknownEvent.Drift] says why), which without OnUnknown or [Handler.OnAny]
+// are answered 500. Replaces any earlier callback; nil removes it.
 func (h *Handler) OnUnknown(fn func(context.Context, *UnknownEvent) error) { On(h, fn) }
 
 // Verifier returns the [Verifier] the handler uses.
