@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -589,8 +588,9 @@ func (p *parseState) checkLeaf(s *shape, k jsontext.Kind, raw jsontext.Value) {
 			}
 		}
 	case shapeTime:
+		// What encoding/json/v2 does with a time: strict RFC 3339.
 		var t time.Time
-		if k != '"' || json.Unmarshal(raw, &t) != nil {
+		if k != '"' || t.UnmarshalText(memberName(raw)) != nil {
 			p.add(DriftBadTime, p.ptr, "", "")
 		}
 	case shapeRevision:

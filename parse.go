@@ -53,6 +53,10 @@ func ParseEvent(payload []byte) (Event, error) {
 // family and the event version, which are checked on the decoded event.
 var strict = json.RejectUnknownMembers(true)
 
+// validated decodes a payload that the walk has validated, without
+// tracking member names for duplicates again.
+var validated = jsontext.AllowDuplicateNames(true)
+
 // parse decodes payload and returns the event with its row in the event
 // table and the payload's drift. Breaking drift returns an UnknownEvent
 // (row unknownIndex) and an error wrapping ErrSchemaDrift; a malformed
@@ -132,7 +136,7 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 	if !report {
 		// Decode first: only a payload that does not fit needs the walk.
 		ev := newEvent()
-		if json.Unmarshal(payload, ev) == nil {
+		if json.Unmarshal(payload, ev, validated) == nil {
 			if e, ok := ev.(interface{ envelope() *Envelope }); !ok || e.envelope().EventVersion <= MaxEventVersion {
 				return ev, k, nil, nil
 			}
@@ -151,8 +155,9 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 		}
 	}
 	if !p.breaking {
+		// The walk validated the payload: names need no second check.
 		ev := newEvent()
-		err := json.Unmarshal(payload, ev)
+		err := json.Unmarshal(payload, ev, validated)
 		if err == nil {
 			return ev, k, p.report(), nil
 		}
