@@ -1,7 +1,9 @@
 package tlwebhook
 
 import (
+	"context"
 	"go/ast"
+	"log/slog"
 	"go/parser"
 	"go/token"
 	"path/filepath"
@@ -81,4 +83,36 @@ func TestSchemasCoverEveryEnumeration(t *testing.T) {
 	for rt, known := range enumerations {
 		assert.True(t, seen[strings.Join(known, ",")], "%s is not used by any event struct", rt)
 	}
+}
+
+// TestDriftAlreadyReportedBuildsNoStrings: once a Handler has reported a
+// payload's drift, another delivery of the same shape reuses the
+// remembered pointers: its allocations do not grow with the number of
+// unmodelled members.
+func TestDriftAlreadyReportedBuildsNoStrings(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector randomises sync.Pool; .ci/run checks allocations without -race")
+	}
+	payload := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"job_id":"parse_1","status":"pending","created_at":"2023-10-01T12:00:00Z"`)
+		for i := range n {
+			b.WriteString(`,"member_` + strconv.Itoa(i) + `":1`)
+		}
+		return []byte(b.String() + "}")
+	}
+	allocs := func(n int) float64 {
+		h, err := NewHandler("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", WithLogger(slog.New(slog.DiscardHandler)))
+		require.NoError(t, err)
+		p := payload(n)
+		ctx := context.Background()
+		require.NoError(t, h.Process(ctx, Delivery{ID: "msg_1"}, p)) // reports, remembers
+		return testing.AllocsPerRun(50, func() {
+			if err := h.Process(ctx, Delivery{ID: "msg_1"}, p); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	few, many := allocs(2), allocs(60)
+	assert.Equal(t, few, many, "allocations with 2 and with 60 drifts already reported")
 }
