@@ -3,9 +3,9 @@ package tlwebhook
 import (
 	"context"
 	"go/ast"
-	"log/slog"
 	"go/parser"
 	"go/token"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
