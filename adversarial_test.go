@@ -678,8 +678,9 @@ func TestAdversarialDeepNesting(t *testing.T) {
 }
 
 // TestAdversarialHugeNumbers sends verified bodies with numbers that do not
-// fit Go's types. Numbers in fields a type models must fit (else 400);
-// numbers elsewhere are only checked for JSON syntax.
+// fit Go's types. Numbers in fields a type models must fit, else the event
+// is breaking drift and reaches OnUnknown as an UnknownEvent naming the
+// member; numbers elsewhere are only checked for JSON syntax (else 400).
 func TestAdversarialHugeNumbers(t *testing.T) {
 	job := func(pages string) string {
 		return `{"job_id":"j","status":"successful","created_at":"2023-10-01T12:00:00Z","finished_at":"2023-10-01T12:00:00Z","usage":{"pages_parsed":` + pages + `}}`
@@ -689,6 +690,13 @@ func TestAdversarialHugeNumbers(t *testing.T) {
 			`"data":{"previous_status":null,"sandbox":{"id":"s","type":"named","generation_id":1,"status":"running","created_at":"2026-07-24T20:10:00Z","resources":{"` + field + `":` + value + `}}}}`
 	}
 	hundredK := "1" + strings.Repeat("0", 100_000)
+	badNumberAt := func(pointer string) func(t *testing.T, ev any) {
+		return func(t *testing.T, ev any) {
+			u, ok := ev.(*tl.UnknownEvent)
+			require.True(t, ok, "got %T", ev)
+			assert.Contains(t, u.Drift, tl.Drift{EventType: u.Type(), Pointer: pointer, Kind: tl.DriftBadNumber})
+		}
+	}
 	cases := []struct {
 		name  string
 		body  string
@@ -700,11 +708,11 @@ func TestAdversarialHugeNumbers(t *testing.T) {
 			require.True(t, ok, "got %T", ev)
 			assert.Equal(t, int64(9223372036854775807), jc.Usage.PagesParsed)
 		}},
-		{"int64 max + 1", job("9223372036854775808"), http.StatusBadRequest, nil},
-		{"1e400 in a modelled int", job("1e400"), http.StatusBadRequest, nil},
-		{"100,000 digits in a modelled int", job(hundredK), http.StatusBadRequest, nil},
-		{"fraction in a modelled int", job("1.5"), http.StatusBadRequest, nil},
-		{"1e400 in a modelled float", sandbox("cpus", "1e400"), http.StatusBadRequest, nil},
+		{"int64 max + 1", job("9223372036854775808"), http.StatusNoContent, badNumberAt("/usage/pages_parsed")},
+		{"1e400 in a modelled int", job("1e400"), http.StatusNoContent, badNumberAt("/usage/pages_parsed")},
+		{"100,000 digits in a modelled int", job(hundredK), http.StatusNoContent, badNumberAt("/usage/pages_parsed")},
+		{"fraction in a modelled int", job("1.5"), http.StatusNoContent, badNumberAt("/usage/pages_parsed")},
+		{"1e400 in a modelled float", sandbox("cpus", "1e400"), http.StatusNoContent, badNumberAt("/data/sandbox/resources/cpus")},
 		{"1e308 in a modelled float", sandbox("cpus", "1e308"), http.StatusNoContent, func(t *testing.T, ev any) {
 			se, ok := ev.(*tl.SandboxEvent)
 			require.True(t, ok, "got %T", ev)
@@ -721,7 +729,7 @@ func TestAdversarialHugeNumbers(t *testing.T) {
 			require.True(t, ok, "got %T", ev)
 			assert.Equal(t, tl.Revision(hundredK), se.SourceRevision, "kept exactly")
 		}},
-		{"source_revision 1e400", `{"event_type":"tensorlake.sandbox.running","event_version":1,"source_revision":1e400,"data":{}}`, http.StatusBadRequest, nil},
+		{"source_revision 1e400", `{"event_type":"tensorlake.sandbox.running","event_version":1,"source_revision":1e400,"data":{}}`, http.StatusNoContent, badNumberAt("/source_revision")},
 		{"invalid number syntax", `{"n":01}`, http.StatusBadRequest, nil},
 	}
 	for _, tc := range cases {

@@ -162,17 +162,24 @@ func (w *WorkflowCompleted) functions(keep func(FunctionStatus) bool) []string {
 }
 
 // UnknownEvent is a verified JSON object that is none of the modelled
-// events: a job status that is not final, a lifecycle type or schema version
-// this library does not know, or a payload of another shape. Tensorlake adds
-// event types and fields over time; they arrive here instead of failing.
+// events: a job status that is not final, a lifecycle type of no known
+// family, or a payload of another shape; or a modelled event that does not
+// fit its struct (breaking [Drift]: Drift says why). Tensorlake adds event
+// types and fields over time; they arrive here instead of failing.
 type UnknownEvent struct {
 	// Envelope holds the envelope fields that decoded when the payload is a
-	// lifecycle envelope; it is zero otherwise.
+	// lifecycle envelope; it is zero otherwise, except for EventType, which
+	// names the modelled type of a job or workflow payload with breaking
+	// drift.
 	Envelope
 	// Data is the envelope's raw data field, if any.
 	Data json.RawMessage `json:"data,omitempty"`
 	// Raw is the whole payload as received.
 	Raw json.RawMessage `json:"-"`
+	// Drift lists why a modelled event did not fit its struct (at least
+	// one breaking drift, see [Drift.Breaking]), with any additive drift
+	// found beside it; nil for a payload that is simply of another shape.
+	Drift []Drift `json:"-"`
 }
 
 // MarshalJSON returns the payload as received.

@@ -3,6 +3,7 @@ package tlwebhook_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -41,6 +42,10 @@ type fixtureCase struct {
 	// zeroFilled lists modelled paths absent from the input that the
 	// marshalled event carries with their zero value.
 	zeroFilled []string
+	// breaking marks a fixture with breaking drift: ParseEvent returns an
+	// error wrapping ErrSchemaDrift beside its UnknownEvent, and a Handler
+	// without OnUnknown or OnAny answers 500.
+	breaking bool
 }
 
 func (c fixtureCase) lossy() bool { return len(c.dropped) > 0 || len(c.zeroFilled) > 0 }
@@ -182,6 +187,7 @@ var fixtureCases = []fixtureCase{
 		e := eventAs[*tl.SandboxEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxResumed, e.Type())
 		assert.Equal(t, int64(2), e.Data.Sandbox.GenerationID)
+		assert.Equal(t, tl.SandboxStatusPending, e.Data.Sandbox.Status, "a resumed sandbox is pending at first (Tensorlake's docs)")
 		require.NotNil(t, e.Data.PreviousStatus)
 		assert.Equal(t, tl.SandboxStatusSuspended, *e.Data.PreviousStatus)
 	}},
@@ -272,11 +278,12 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, "evt_019f95fb-7f33-7000-8000-00000000000d", e.EventID)
 		assert.Equal(t, tl.Revision("5"), e.SourceRevision)
 	}},
-	{file: "lifecycle_bad_version.json", want: (*tl.UnknownEvent)(nil), callback: "OnUnknown", check: func(t *testing.T, ev tl.Event) {
+	{file: "lifecycle_bad_version.json", want: (*tl.UnknownEvent)(nil), callback: "OnUnknown", breaking: true, check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.UnknownEvent](t, ev)
 		assert.Equal(t, tl.EventTypeSandboxFailed, e.Type())
 		assert.Equal(t, "evt_019f95fb-7f33-7000-8000-00000000000e", e.EventID)
 		assert.Equal(t, 0, e.EventVersion, "a version that does not decode stays zero")
+		assert.Equal(t, []tl.Drift{{EventType: tl.EventTypeSandboxFailed, Pointer: "/event_version", Kind: tl.DriftWrongKind}}, e.Drift)
 	}},
 }
 
@@ -314,7 +321,11 @@ func TestParseEventFixtures(t *testing.T) {
 		t.Run(strings.TrimSuffix(c.file, ".json"), func(t *testing.T) {
 			payload := fixtureBytes(t, c.file)
 			ev, err := tl.ParseEvent(payload)
-			require.NoError(t, err)
+			if c.breaking {
+				require.ErrorIs(t, err, tl.ErrSchemaDrift)
+			} else {
+				require.NoError(t, err)
+			}
 			require.IsType(t, c.want, ev)
 			c.check(t, ev)
 			assertMarshalsBack(t, c, ev, payload)
@@ -766,13 +777,22 @@ var wrongTypeCases = []struct {
 		`"data":{"request":{"failure_reason":{"leak":true}}}}`, "leak"},
 }
 
-func TestParseEventRejectsWrongTypes(t *testing.T) {
+// TestParseEventWrongTypesAreDrift: a modelled member of another JSON type
+// is breaking drift, not a malformed payload: an UnknownEvent that keeps
+// the payload, with an error wrapping ErrSchemaDrift. Neither the error nor
+// the drift report repeats the bad value.
+func TestParseEventWrongTypesAreDrift(t *testing.T) {
 	for _, tc := range wrongTypeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, err := tl.ParseEvent([]byte(tc.payload))
-			require.ErrorIs(t, err, tl.ErrInvalidPayload)
-			assert.Nil(t, ev)
+			require.ErrorIs(t, err, tl.ErrSchemaDrift)
+			assert.NotErrorIs(t, err, tl.ErrInvalidPayload)
+			u := eventAs[*tl.UnknownEvent](t, ev)
+			assert.Equal(t, tc.payload, string(u.Raw))
+			require.NotEmpty(t, u.Drift)
+			assert.True(t, u.Drift[0].Breaking() || len(u.Drift) > 1, "%v", u.Drift)
 			assert.NotContains(t, err.Error(), tc.secret, "the error repeats payload content")
+			assert.NotContains(t, fmt.Sprint(u.Drift), tc.secret, "the report repeats payload content")
 		})
 	}
 }
@@ -793,7 +813,7 @@ func TestParseEventTimesRemarshal(t *testing.T) {
 			payload := []byte(`{"job_id":"p","status":"pending","created_at":"` + ts + `"}`)
 			ev, err := tl.ParseEvent(payload)
 			if err != nil {
-				require.ErrorIs(t, err, tl.ErrInvalidPayload)
+				require.ErrorIs(t, err, tl.ErrSchemaDrift)
 				return
 			}
 			out, err := json.Marshal(ev)
@@ -803,8 +823,8 @@ func TestParseEventTimesRemarshal(t *testing.T) {
 	}
 }
 
-// FuzzParseEvent checks that ParseEvent never panics, that its only error
-// is ErrInvalidPayload, that whatever decodes marshals again, that an
+// FuzzParseEvent checks that ParseEvent never panics, that its only errors
+// are ErrInvalidPayload and ErrSchemaDrift (with an UnknownEvent), that whatever decodes marshals again, that an
 // UnknownEvent keeps the payload, and that a typed event's marshalled form
 // parses back to the same type and marshals identically.
 func FuzzParseEvent(f *testing.F) {
@@ -822,6 +842,13 @@ func FuzzParseEvent(f *testing.F) {
 		in := bytes.Clone(payload)
 		ev, err := tl.ParseEvent(payload)
 		require.Equal(t, in, payload, "ParseEvent modified its input")
+		if errors.Is(err, tl.ErrSchemaDrift) {
+			u, ok := ev.(*tl.UnknownEvent)
+			require.True(t, ok, "breaking drift returns an UnknownEvent, got %T", ev)
+			require.Equal(t, payload, []byte(u.Raw))
+			require.True(t, slices.ContainsFunc(u.Drift, tl.Drift.Breaking), "%v", u.Drift)
+			return
+		}
 		if err != nil {
 			require.ErrorIs(t, err, tl.ErrInvalidPayload)
 			require.Nil(t, ev)

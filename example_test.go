@@ -213,7 +213,14 @@ func ExampleVerifier_Middleware() {
 		// Only verified deliveries get here; the body is still readable.
 		body, _ := io.ReadAll(r.Body)
 		ev, err := tlwebhook.ParseEvent(body)
-		if err != nil {
+		switch {
+		case errors.Is(err, tlwebhook.ErrSchemaDrift):
+			// A modelled event that no longer fits this version's structs
+			// (ev is an *UnknownEvent holding it): answer 5xx so that Svix
+			// retries once the library is upgraded, or handle ev as is.
+			http.Error(w, "payload not understood yet", http.StatusInternalServerError)
+			return
+		case err != nil:
 			http.Error(w, "bad payload", http.StatusBadRequest)
 			return
 		}
@@ -272,4 +279,36 @@ func ExampleParseEvent() {
 	// tensorlake.sandbox.failed 9q2j1f4n6y8x0r3k5m7pa terminated
 	// reason: out_of_memory
 	// true
+}
+
+// Checking payloads taken from a queue for drift: what Tensorlake sends
+// that this version of the library does not model.
+func ExampleCheckDrift() {
+	payload := []byte(`{
+		"event_id": "evt_019f95fb", "event_type": "tensorlake.sandbox.failed", "event_version": 1,
+		"occurred_at": "2026-07-24T21:15:15.123Z", "project_id": "project_123",
+		"source_id": "src_01k0example", "source_revision": "81247", "source_ordinal": 0,
+		"data": {"previous_status": "running", "sandbox": {
+			"id": "9q2j1f4n6y8x0r3k5m7pa", "type": "named", "generation_id": 2,
+			"status": "terminated", "outcome": "failure", "outcome_reason": "cosmic_rays",
+			"created_at": "2026-07-24T20:10:00Z",
+			"resources": {"cpus": "2", "memory_mb": 4096, "gpu_memory_mb": 24576}}}}`)
+
+	drift, err := tlwebhook.CheckDrift(payload)
+	if err != nil {
+		log.Fatal(err) // not a valid JSON object
+	}
+	for _, d := range drift {
+		fmt.Println(d, "breaking:", d.Breaking())
+	}
+
+	// With breaking drift, ParseEvent returns the payload as an
+	// *UnknownEvent and an error wrapping ErrSchemaDrift.
+	ev, err := tlwebhook.ParseEvent(payload)
+	fmt.Println(errors.Is(err, tlwebhook.ErrSchemaDrift), ev.Type())
+	// Output:
+	// tensorlake.sandbox.failed /data/sandbox/outcome_reason new_value "cosmic_rays" breaking: false
+	// tensorlake.sandbox.failed /data/sandbox/resources/cpus wrong_kind breaking: true
+	// tensorlake.sandbox.failed /data/sandbox/resources/gpu_memory_mb new_member breaking: false
+	// true tensorlake.sandbox.failed
 }

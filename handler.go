@@ -35,8 +35,11 @@ import (
 //   - 401 when signature headers are missing or malformed, no signature
 //     matches, the timestamp is outside the tolerance, or additional
 //     authentication ([WithBasicAuth], [WithHeaderAuth]) failed;
-//   - 400 when the verified body is not a single JSON object, or is a known
-//     event whose fields have the wrong JSON type.
+//   - 500 when the verified payload does not fit its event struct (breaking
+//     [Drift], [ErrSchemaDrift]) and neither [Handler.OnUnknown] nor
+//     [Handler.OnAny] is registered: Svix keeps retrying while the library
+//     is upgraded;
+//   - 400 when the verified body is not a single valid JSON object.
 //
 // Checks that need no body (source, method, declared length, authentication,
 // headers, timestamp) come before the body is read. Response bodies are
@@ -46,6 +49,15 @@ import (
 // event's struct; else, for a typed event of a lifecycle family, the
 // family's (for example [Handler.OnSandboxEvent]); else the catch-all
 // ([Handler.OnAny]); else none.
+//
+// Tensorlake changes its payloads over time ([Drift]). A delivery with
+// additive drift (a new member, enumeration value or type of a family) is
+// decoded and goes to its typed callback; one with breaking drift (see
+// [ErrSchemaDrift]) goes to OnUnknown, else OnAny, as an [UnknownEvent].
+// Each (event type, pointer, kind) of drift is logged once per Handler, at
+// warn level when additive and error level when breaking, up to 1,000 of
+// them; [Observation.Drift] carries every delivery's drift. Only verified
+// deliveries are inspected.
 //
 // Callbacks receive the request's context, which carries the [Delivery]
 // ([DeliveryFromContext]). Svix delivers at least once and in any order: a
@@ -62,6 +74,7 @@ type Handler struct {
 
 	callbacks []atomic.Pointer[callbackFunc] // one slot per row of the event table
 	any       atomic.Pointer[callbackFunc]
+	drift     driftLog
 }
 
 // callbackFunc is a registered callback, typed away.
@@ -163,7 +176,9 @@ func (h *Handler) OnApplicationEvent(fn func(context.Context, *ApplicationEvent)
 func (h *Handler) OnRequestEvent(fn func(context.Context, *RequestEvent) error) { On(h, fn) }
 
 // OnUnknown registers fn for [UnknownEvent]s: verified payloads that are none
-// of the modelled events. Replaces any earlier callback; nil removes it.
+// of the modelled events, and modelled events with breaking drift (their
+// [UnknownEvent.Drift] says why), which without OnUnknown or [Handler.OnAny]
+// are answered 500. Replaces any earlier callback; nil removes it.
 func (h *Handler) OnUnknown(fn func(context.Context, *UnknownEvent) error) { On(h, fn) }
 
 // Verifier returns the [Verifier] the handler uses.
@@ -214,8 +229,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: status, Err: err})
 		return
 	}
-	ev, k, err := parse(body)
-	if err != nil {
+	ev, k, drift, err := parse(body, true, &h.drift)
+	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		h.putBody(bp, body)
 		h.v.reject(w, r, http.StatusBadRequest, d.ID, err)
 		h.observe(r.Context(), Observation{Delivery: d, Outcome: DeliveryRejected, Status: http.StatusBadRequest, Err: err})
@@ -223,13 +238,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d = withEventID(d, ev)
 	ctx := contextWithDelivery(r.Context(), d)
+	h.drift.report(ctx, h.logger, d, drift)
 	var res result
 	if h.inbox != nil {
 		res = h.enqueue(ctx, d, body)
 		h.putBody(bp, body)
 	} else {
 		h.putBody(bp, body) // no event refers to the body once decoded
-		res = h.handle(ctx, d, ev, k)
+		res = h.handle(ctx, d, ev, k, err)
 	}
 	if res.status != http.StatusNoContent {
 		if res.status == http.StatusInternalServerError && errors.Is(res.err, ErrPermanent) {
@@ -240,7 +256,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}
 	h.log(ctx, d, ev, res)
-	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Status: res.status, Err: res.err, Duration: res.dur})
+	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Status: res.status, Err: res.err, Duration: res.dur, Drift: drift})
 }
 
 // Process decodes payload, a delivery verified earlier (by an inbox's
@@ -252,20 +268,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the callback's error (a panic recovered into one, an overrun wrapping
 // [context.DeadlineExceeded]), or an error for a copy in progress elsewhere
 // (wrapping [ErrInProgress]) or an unavailable deduplicator. A payload that
-// does not decode returns an error wrapping both [ErrInvalidPayload] and
-// [ErrPermanent]: retrying cannot fix it.
+// is not valid JSON returns an error wrapping both [ErrInvalidPayload] and
+// [ErrPermanent]: retrying cannot fix it. A payload with breaking drift
+// goes to [Handler.OnUnknown], else [Handler.OnAny]; with neither, Process
+// returns an error wrapping [ErrSchemaDrift], not permanent: a queue that
+// retries it succeeds once the library is upgraded.
 func (h *Handler) Process(ctx context.Context, d Delivery, payload []byte) error {
-	ev, k, err := parse(payload)
-	if err != nil {
+	ev, k, drift, err := parse(payload, true, &h.drift)
+	if err != nil && !errors.Is(err, ErrSchemaDrift) {
 		err = Permanent(err)
 		h.observe(ctx, Observation{Delivery: d, Outcome: DeliveryRejected, Err: err})
 		return err
 	}
 	d = withEventID(d, ev)
 	ctx = contextWithDelivery(ctx, d)
-	res := h.handle(ctx, d, ev, k)
+	h.drift.report(ctx, h.logger, d, drift)
+	res := h.handle(ctx, d, ev, k, err)
 	h.log(ctx, d, ev, res)
-	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Err: res.err, Duration: res.dur})
+	h.observe(ctx, Observation{Delivery: d, EventType: ev.Type(), Outcome: res.outcome, Err: res.err, Duration: res.dur, Drift: drift})
 	return res.err // nil when processed, without a callback, or a copy of a completed message
 }
 
@@ -285,8 +305,14 @@ func (h *Handler) enqueue(ctx context.Context, d Delivery, body []byte) result {
 }
 
 // handle runs the callback of a decoded delivery with the deduplicator.
-func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int) result {
+// driftErr, when not nil, is the breaking drift that made ev an
+// UnknownEvent: without a callback for it, the delivery fails.
+func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int, driftErr error) result {
 	fn, arg := h.resolve(k, ev)
+	if fn == nil && driftErr != nil {
+		return result{status: http.StatusInternalServerError, outcome: DeliveryFailed, err: driftErr, level: slog.LevelError,
+			msg: "tlwebhook: breaking schema drift and neither OnUnknown nor OnAny is registered: the delivery fails (and is retried) until one is, or tlwebhook is upgraded"}
+	}
 	if fn == nil {
 		return result{status: http.StatusNoContent, outcome: DeliveryProcessed, level: slog.LevelDebug, msg: "tlwebhook: delivery accepted, no callback registered"}
 	}

@@ -379,9 +379,13 @@ func htStatusRows() []htRow {
 		rows = append(rows, htRow{name: "verified, not an object: " + name, request: htSigned([]byte(body)),
 			status: http.StatusBadRequest, calls: none, loggedID: "msg_row"})
 	}
+	// A modelled member of the wrong JSON type is breaking drift: to
+	// OnUnknown, and without it (nor OnAny) 500, so that Svix retries.
 	for _, tc := range wrongTypeCases {
 		rows = append(rows, htRow{name: "verified, wrong JSON type: " + tc.name, request: htSigned([]byte(tc.payload)),
-			status: http.StatusBadRequest, calls: none, canary: tc.secret, loggedID: "msg_row"})
+			calls: map[string]int{"OnUnknown": 1}, canary: tc.secret, loggedID: "msg_row"},
+			htRow{name: "verified, wrong JSON type, no OnUnknown: " + tc.name, setup: func(e *htEnv) { e.h.OnUnknown(nil) },
+				request: htSigned([]byte(tc.payload)), status: http.StatusInternalServerError, calls: none, canary: tc.secret, loggedID: "msg_row"})
 	}
 	return rows
 }
@@ -553,6 +557,11 @@ func TestHandlerDispatchesOnlyRegisteredFamily(t *testing.T) {
 			want := 0
 			for i, c := range fixtureCases {
 				resp := env.post(t, fmt.Sprintf("msg_only_%d", i), fixtureBytes(t, c.file))
+				if c.breaking && name != "OnUnknown" {
+					// Breaking drift without OnUnknown (or OnAny): 500.
+					require.Equalf(t, http.StatusInternalServerError, resp.status, "%s", c.file)
+					continue
+				}
 				require.Truef(t, is2xx(resp.status), "%s: status %d", c.file, resp.status)
 				if c.callback == name {
 					want++

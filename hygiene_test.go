@@ -125,7 +125,7 @@ func TestHygieneResponsesAndLogs(t *testing.T) {
 		{"signature over another body", request{sig: func(id string, ts int64, _ []byte) string { return validSig(id, ts, []byte("{}")) }}, nil, nil, http.StatusUnauthorized},
 		{"source not allowed", request{sig: validSig, remote: "198.51.100.7:1"}, []tl.HandlerOption{tl.WithAllowedSources(tl.SvixSourcesUS()...)}, nil, http.StatusForbidden},
 		{"not an object", request{sig: validSig, body: []byte(`["x"]`)}, nil, nil, http.StatusBadRequest},
-		{"wrong field type", request{sig: validSig, body: []byte(`{"job_id":1,"status":"pending","created_at":"2023-10-01T12:00:00Z"}`)}, nil, nil, http.StatusBadRequest},
+		{"wrong field type, no OnUnknown", request{sig: validSig, body: []byte(`{"job_id":1,"status":"pending","created_at":"2023-10-01T12:00:00Z"}`)}, nil, nil, http.StatusInternalServerError},
 		{"accepted", request{sig: validSig}, nil, func(context.Context) error { return nil }, http.StatusNoContent},
 		{"accepted under the second secret", request{sig: func(id string, ts int64, b []byte) string { return advSign(t, wh2, id, ts, b) }}, nil, func(context.Context) error { return nil }, http.StatusNoContent},
 		{"accepted without callback", request{sig: validSig}, nil, nil, http.StatusNoContent},

@@ -26,9 +26,10 @@ func envelopeRawData(t *testing.T, payload []byte) json.RawMessage {
 
 func TestUnknownEnvelopesKeepEnvelopeAndData(t *testing.T) {
 	tests := []struct {
-		file    string
-		want    tl.Envelope
-		comment string
+		file     string
+		want     tl.Envelope
+		comment  string
+		breaking bool
 	}{
 		{
 			file: "unknown_event_type.json",
@@ -45,14 +46,19 @@ func TestUnknownEnvelopesKeepEnvelopeAndData(t *testing.T) {
 				EventVersion: 0, OccurredAt: utcAt(2026, 8, 1, 0, 0, 0, 0), ProjectID: "project_123",
 				SourceID: "src_01k0example", SourceRevision: "81248", SourceOrdinal: 0,
 			},
-			comment: `event_version "two" does not decode and stays zero`,
+			comment:  `event_version "two" does not decode and stays zero`,
+			breaking: true,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			payload := fixtureBytes(t, tc.file)
 			ev, err := tl.ParseEvent(payload)
-			require.NoError(t, err)
+			if tc.breaking {
+				require.ErrorIs(t, err, tl.ErrSchemaDrift)
+			} else {
+				require.NoError(t, err)
+			}
 			u := eventAs[*tl.UnknownEvent](t, ev)
 			assert.True(t, tc.want.OccurredAt.Equal(u.OccurredAt), u.OccurredAt)
 			got := u.Envelope
@@ -86,32 +92,41 @@ const (
 )
 
 func TestParseEnvelopeDispatchByFamily(t *testing.T) {
+	// A new type of a family decodes as the family (additive drift); one
+	// whose data does not fit, or a version above 1, is breaking drift: an
+	// UnknownEvent with an error wrapping ErrSchemaDrift. Another family
+	// is simply unknown.
 	tests := []struct {
-		name    string
-		payload []byte
-		want    tl.Event
+		name     string
+		payload  []byte
+		want     tl.Event
+		breaking bool
 	}{
-		{"new sandbox type", envelopeJSON("tensorlake.sandbox.snapshotted", "1", goodSandboxData), (*tl.SandboxEvent)(nil)},
-		{"new application type", envelopeJSON("tensorlake.application.archived", "1", goodAppData), (*tl.ApplicationEvent)(nil)},
-		{"new request type", envelopeJSON("tensorlake.application.request.cancelled", "1", goodRequestData), (*tl.RequestEvent)(nil)},
-		{"request type is not an application event", envelopeJSON("tensorlake.application.request.created", "1", goodRequestData), (*tl.RequestEvent)(nil)},
-		{"new sandbox type, data does not fit", envelopeJSON("tensorlake.sandbox.snapshotted", "1", badSandboxData), (*tl.UnknownEvent)(nil)},
-		{"new application type, data does not fit", envelopeJSON("tensorlake.application.archived", "1", `{"application":[1]}`), (*tl.UnknownEvent)(nil)},
-		{"new request type, data does not fit", envelopeJSON("tensorlake.application.request.cancelled", "1", `"text"`), (*tl.UnknownEvent)(nil)},
-		{"version 2, data fits", envelopeJSON("tensorlake.sandbox.failed", "2", goodSandboxData), (*tl.SandboxEvent)(nil)},
-		{"version 2, data does not fit", envelopeJSON("tensorlake.sandbox.failed", "2", badSandboxData), (*tl.UnknownEvent)(nil)},
-		{"version 2 request, data does not fit", envelopeJSON("tensorlake.application.request.failed", "2", `{"request":{"finished_at":7}}`), (*tl.UnknownEvent)(nil)},
-		{"version two", envelopeJSON("tensorlake.sandbox.created", `"two"`, goodSandboxData), (*tl.UnknownEvent)(nil)},
-		{"version 1.5", envelopeJSON("tensorlake.sandbox.created", `1.5`, badSandboxData), (*tl.UnknownEvent)(nil)},
-		{"version null", envelopeJSON("tensorlake.application.created", `null`, `{"application":7}`), (*tl.UnknownEvent)(nil)},
-		{"other family", envelopeJSON("tensorlake.project.renamed", "1", goodSandboxData), (*tl.UnknownEvent)(nil)},
-		{"prefix without dot", envelopeJSON("tensorlake.sandboxes.created", "1", goodSandboxData), (*tl.UnknownEvent)(nil)},
-		{"empty type", envelopeJSON("", "1", goodSandboxData), (*tl.UnknownEvent)(nil)},
+		{"new sandbox type", envelopeJSON("tensorlake.sandbox.snapshotted", "1", goodSandboxData), (*tl.SandboxEvent)(nil), false},
+		{"new application type", envelopeJSON("tensorlake.application.archived", "1", goodAppData), (*tl.ApplicationEvent)(nil), false},
+		{"new request type", envelopeJSON("tensorlake.application.request.cancelled", "1", goodRequestData), (*tl.RequestEvent)(nil), false},
+		{"request type is not an application event", envelopeJSON("tensorlake.application.request.created", "1", goodRequestData), (*tl.RequestEvent)(nil), false},
+		{"new sandbox type, data does not fit", envelopeJSON("tensorlake.sandbox.snapshotted", "1", badSandboxData), (*tl.UnknownEvent)(nil), true},
+		{"new application type, data does not fit", envelopeJSON("tensorlake.application.archived", "1", `{"application":[1]}`), (*tl.UnknownEvent)(nil), true},
+		{"new request type, data does not fit", envelopeJSON("tensorlake.application.request.cancelled", "1", `"text"`), (*tl.UnknownEvent)(nil), true},
+		{"version 2, data fits", envelopeJSON("tensorlake.sandbox.failed", "2", goodSandboxData), (*tl.UnknownEvent)(nil), true},
+		{"version 2, data does not fit", envelopeJSON("tensorlake.sandbox.failed", "2", badSandboxData), (*tl.UnknownEvent)(nil), true},
+		{"version 2 request, data does not fit", envelopeJSON("tensorlake.application.request.failed", "2", `{"request":{"finished_at":7}}`), (*tl.UnknownEvent)(nil), true},
+		{"version two", envelopeJSON("tensorlake.sandbox.created", `"two"`, goodSandboxData), (*tl.UnknownEvent)(nil), true},
+		{"version 1.5", envelopeJSON("tensorlake.sandbox.created", `1.5`, badSandboxData), (*tl.UnknownEvent)(nil), true},
+		{"version null", envelopeJSON("tensorlake.application.created", `null`, `{"application":7}`), (*tl.UnknownEvent)(nil), true},
+		{"other family", envelopeJSON("tensorlake.project.renamed", "1", goodSandboxData), (*tl.UnknownEvent)(nil), false},
+		{"prefix without dot", envelopeJSON("tensorlake.sandboxes.created", "1", goodSandboxData), (*tl.UnknownEvent)(nil), false},
+		{"empty type", envelopeJSON("", "1", goodSandboxData), (*tl.UnknownEvent)(nil), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, err := tl.ParseEvent(tc.payload)
-			require.NoError(t, err, "a new type or version is never an error")
+			if tc.breaking {
+				require.ErrorIs(t, err, tl.ErrSchemaDrift)
+			} else {
+				require.NoError(t, err, "a new type of a family is not an error")
+			}
 			require.IsType(t, tc.want, ev)
 			var et struct {
 				EventType tl.EventType `json:"event_type"`
@@ -412,7 +427,7 @@ func TestStaleUpdatesAreDropped(t *testing.T) {
 		"tensorlake.sandbox.created.json",    // 81240/0, pending
 		"tensorlake.sandbox.running.json",    // 81241/0, running
 		"tensorlake.sandbox.suspended.json",  // 81242/1, suspended
-		"tensorlake.sandbox.resumed.json",    // 81243/0, running
+		"tensorlake.sandbox.resumed.json",    // 81243/0, pending
 		"tensorlake.sandbox.terminated.json", // 81246/2, terminated
 	}
 	var events []*tl.SandboxEvent

@@ -31,6 +31,11 @@ type Observation struct {
 	Err error
 	// Duration is the callback's run time; zero when no callback ran.
 	Duration time.Duration
+	// Drift is how the verified payload departs from this version's event
+	// structs (see [CheckDrift]); nil when it fits, and for requests
+	// rejected before decoding. Breaking drift sends the event to
+	// OnUnknown or OnAny; with neither, Err wraps [ErrSchemaDrift].
+	Drift []Drift
 }
 
 // A DeliveryOutcome says what happened to a delivery.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,8 +23,10 @@ import (
 //     Unicode folding) is ignored, where encoding/json v1 would match it.
 //
 // Its classification follows the wire format's rules (event_type, workflow
-// fields, job status), and a decode failure of a new lifecycle type or
-// version gives an UnknownEvent.
+// fields, job status). A modelled event that does not decode (or a
+// lifecycle event of a version above 1) is breaking drift: an UnknownEvent
+// (naming the modelled type of a job or workflow payload) and an error
+// wrapping ErrSchemaDrift.
 func oracleParse(payload []byte) (Event, error) {
 	if err := oracleStrict(payload); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
@@ -41,6 +42,13 @@ func oracleParse(payload []byte) (Event, error) {
 	if err := json.Unmarshal(exact, &p); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
 	}
+	drift := func(t string, err error) (Event, error) {
+		u := oracleUnknown(payload)
+		if u.EventType == "" {
+			u.EventType = EventType(t)
+		}
+		return u, fmt.Errorf("%w: %s: %v", ErrSchemaDrift, t, err)
+	}
 	if t, ok := oracleString(p.EventType); ok {
 		var ev Event
 		switch {
@@ -53,28 +61,23 @@ func oracleParse(payload []byte) (Event, error) {
 		default:
 			return oracleUnknown(payload), nil
 		}
-		err := oracleDecode(exact, ev)
-		if err == nil {
-			return ev, nil
+		if err := oracleDecode(exact, ev); err != nil {
+			return drift(t, err)
 		}
-		u := oracleUnknown(payload)
 		var version struct {
 			V json.RawMessage `json:"event_version"`
 		}
 		_ = json.Unmarshal(exact, &version)
 		var n int
-		versionOK := oraclePresent(version.V) && json.Unmarshal(version.V, &n) == nil
-		// A type the library models (the documented ones, and any typed
-		// event added to the table since) must fit its struct.
-		if (slices.Contains(oracleLifecycleTypes, t) || slices.Contains(EventTypes(), EventType(t))) && versionOK && n == 1 {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidPayload, t, err)
+		if oraclePresent(version.V) && json.Unmarshal(version.V, &n) == nil && n > 1 {
+			return drift(t, errors.New("event_version above 1"))
 		}
-		return u, nil
+		return ev, nil
 	}
 	if oraclePresent(p.WorkflowName) || oraclePresent(p.InvocationID) || oraclePresent(p.FnStatus) {
 		ev := new(WorkflowCompleted)
 		if err := oracleDecode(exact, ev); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+			return drift("tlwebhook.workflow.completed", err)
 		}
 		return ev, nil
 	}
@@ -90,19 +93,12 @@ func oracleParse(payload []byte) (Event, error) {
 		}
 		if ev != nil {
 			if err := oracleDecode(exact, ev); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+				return drift(string(ev.Type()), err)
 			}
 			return ev, nil
 		}
 	}
 	return oracleUnknown(payload), nil
-}
-
-var oracleLifecycleTypes = []string{
-	"tensorlake.sandbox.created", "tensorlake.sandbox.running", "tensorlake.sandbox.suspended",
-	"tensorlake.sandbox.resumed", "tensorlake.sandbox.terminated", "tensorlake.sandbox.failed",
-	"tensorlake.application.created", "tensorlake.application.updated", "tensorlake.application.deleted",
-	"tensorlake.application.request.created", "tensorlake.application.request.completed", "tensorlake.application.request.failed",
 }
 
 // oracleDecode decodes with encoding/json, then rejects times that RFC 3339

@@ -2,10 +2,11 @@ package tlwebhook
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -27,29 +28,91 @@ import (
 // match case-sensitively, and a duplicated member name or invalid UTF-8
 // anywhere in the payload is an error, so that no other reader of the same
 // bytes can see a different event. ParseEvent returns an error wrapping
-// [ErrInvalidPayload] when the payload is not a single valid JSON object, or
-// is a known event whose fields have the wrong JSON type (or a time that is
-// not RFC 3339). Error messages name fields, never their values.
+// [ErrInvalidPayload] when the payload is not a single valid JSON object.
+//
+// Tensorlake changes its payloads over time ([Drift]). Additive drift (a
+// member or enumeration value the library does not model, a new type of a
+// known family) is no error: the event decodes. Breaking drift (a modelled
+// member of another JSON kind, a number that does not fit, a time that
+// does not parse, an event_version above [MaxEventVersion]) returns an
+// [*UnknownEvent] that keeps the payload and lists the drift
+// ([UnknownEvent.Drift]) together with an error wrapping [ErrSchemaDrift]:
+// the event is intact, but this version of the library cannot type it.
+// [CheckDrift] returns the whole report. Error messages name fields, never
+// their values.
 func ParseEvent(payload []byte) (Event, error) {
-	ev, _, err := parse(payload)
+	ev, _, _, err := parse(payload, false, nil)
+	if err != nil && !errors.Is(err, ErrSchemaDrift) {
+		return nil, err
+	}
 	return ev, err
 }
 
+// strict decodes with unknown members refused: a payload that decodes so
+// fits its struct exactly, but for enumeration values, new types of a
+// family and the event version, which are checked on the decoded event.
+var strict = json.RejectUnknownMembers(true)
+
+// validated decodes a payload that the walk has validated, without
+// tracking member names for duplicates again.
+var validated = jsontext.AllowDuplicateNames(true)
+
 // parse decodes payload and returns the event with its row in the event
-// table.
-func parse(payload []byte) (Event, int, error) {
-	p, err := scan(payload)
+// table and the payload's drift. Breaking drift returns an UnknownEvent
+// (row unknownIndex) and an error wrapping ErrSchemaDrift; a malformed
+// payload returns an error wrapping ErrInvalidPayload. Without report, the
+// additive drift of a payload that decodes is left out (ParseEvent needs
+// none). memo, if not nil, interns the pointers of drift already reported.
+//
+// A payload that fits its struct costs one pass: the row is guessed from the
+// bytes (a guess, checked on the decoded event), and the payload decoded
+// strictly into it. Anything else takes the slow path: a scan that validates
+// the payload and finds its row, a walk that lists its drift, then a
+// lenient decode when the drift is additive.
+func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, error) {
+	p := parsers.Get().(*parseState)
+	p.memo = memo
+	defer p.release()
+
+	guess, guessType := guessKind(payload)
+	var tried Event // the event of the guessed row, reused when the guess was right
+	if guess >= 0 && guess != unknownIndex {
+		ev := kinds[guess].newEvent()
+		k := guess
+		if json.Unmarshal(payload, ev, strict) == nil && confirmKind(k, ev) {
+			p.typ = ev.Type()
+			p.checkEvent(k, ev)
+			if p.breaking {
+				return p.unknown(payload)
+			}
+			return ev, k, p.report(), nil
+		}
+		tried = ev
+	}
+
+	// The slow path. With a report to make and a guess, the walk that
+	// validates the payload and finds its row also lists its drift against
+	// the guessed row (right but in odd payloads); else it only validates.
+	var shape *shape
+	if report && tried != nil {
+		shape = schemas[guess].shape
+		p.typ = kinds[guess].Types[0]
+		if guessType != nil {
+			p.typ = EventType(guessType)
+		}
+	}
+	pr, err := p.walk(payload, shape)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err, nil))
+		return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err))
 	}
 	var k int
 	switch {
-	case p.hasEventType:
-		k = lifecycleKind(p.eventType)
-	case p.workflow:
+	case pr.hasEventType:
+		k = lifecycleKind(pr.eventType)
+	case pr.workflow:
 		k = workflowIndex
-	case p.hasStatus:
-		if k = jobKindFor(p.status); k < 0 {
+	case pr.hasStatus:
+		if k = jobKindFor(pr.status); k < 0 {
 			k = unknownIndex
 		}
 	default:
@@ -57,23 +120,157 @@ func parse(payload []byte) (Event, int, error) {
 	}
 	if k == unknownIndex {
 		u, _ := newUnknown(payload)
-		return u, k, nil
+		return u, k, nil, nil
 	}
-	ev := kinds[k].newEvent()
-	if err := json.Unmarshal(payload, ev); err != nil {
-		if !p.hasEventType {
-			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, kinds[k].Types[0], describeJSONError(err, kinds[k].rtype))
-		}
-		// A lifecycle type or schema version this library does not know,
-		// whose data does not fit its family's struct, is new, not
-		// invalid: it reaches OnUnknown.
-		u, versionOK := newUnknown(payload)
-		if _, known := byType[EventType(p.eventType)]; known && versionOK && u.EventVersion == 1 {
-			return nil, 0, fmt.Errorf("%w: %s: %s", ErrInvalidPayload, p.eventType, describeJSONError(err, kinds[k].rtype))
-		}
-		return u, unknownIndex, nil
+	typ := kinds[k].Types[0]
+	if pr.hasEventType {
+		typ = EventType(pr.eventType)
 	}
-	return ev, k, nil
+	newEvent := func() Event {
+		if k == guess {
+			reflect.ValueOf(tried).Elem().SetZero()
+			return tried
+		}
+		return kinds[k].newEvent()
+	}
+	if !report {
+		// Decode first: only a payload that does not fit needs the walk.
+		ev := newEvent()
+		if json.Unmarshal(payload, ev, validated) == nil {
+			if e, ok := ev.(interface{ envelope() *Envelope }); !ok || e.envelope().EventVersion <= MaxEventVersion {
+				return ev, k, nil, nil
+			}
+		}
+	}
+	if shape == nil || k != guess || typ != p.typ {
+		// The drift was not listed, or against another row: walk again.
+		p.drift, p.breaking, p.typ = p.drift[:0], false, typ
+		if _, err := p.walk(payload, schemas[k].shape); err != nil {
+			return nil, 0, nil, fmt.Errorf("%w: %s", ErrInvalidPayload, describeJSONError(err)) // cannot happen: valid
+		}
+	}
+	if pr.hasEventType {
+		if _, listed := byType[p.typ]; !listed {
+			p.add(DriftNewType, nil, "/event_type", "")
+		}
+	}
+	if !p.breaking {
+		// The walk validated the payload: names need no second check.
+		ev := newEvent()
+		err := json.Unmarshal(payload, ev, validated)
+		if err == nil {
+			return ev, k, p.report(), nil
+		}
+		// The walk and the decoder disagree: trust the decoder.
+		p.addDecodeError(err, kinds[k].rtype)
+	}
+	return p.unknown(payload)
+}
+
+// guessHead is how far into a payload guessKind looks first: Tensorlake
+// sends the discriminators among the first members.
+const guessHead = 512
+
+// guessKind guesses the row of a payload from its bytes, without parsing:
+// the value of its first "event_type" member, else the value of its first
+// "status" member (each looked for near the start first), else its
+// workflow members. It returns -1 when it has no guess, and the event type
+// of a lifecycle guess. The guess is checked by confirmKind once the
+// payload decoded, and by the walk when it did not.
+func guessKind(payload []byte) (int, []byte) {
+	head := payload[:min(len(payload), guessHead)]
+	for _, in := range [][]byte{head, payload} {
+		if t, ok := stringAfter(in, `"event_type"`); ok {
+			if i, ok := byType[EventType(t)]; ok {
+				return i, t
+			}
+			return familyOfBytes(t), t
+		}
+		if s, ok := stringAfter(in, `"status"`); ok {
+			if k := jobKindFor(string(s)); k >= 0 {
+				return k, nil
+			}
+		}
+		if len(head) == len(payload) {
+			break
+		}
+	}
+	for _, name := range []string{`"workflow_name"`, `"invocation_id"`, `"fn_status"`} {
+		if bytes.Contains(payload, []byte(name)) {
+			return workflowIndex, nil
+		}
+	}
+	return -1, nil
+}
+
+// stringAfter returns the unescaped string that follows the first
+// occurrence of name and a colon in payload, if there is one.
+func stringAfter(payload []byte, name string) ([]byte, bool) {
+	i := bytes.Index(payload, []byte(name))
+	if i < 0 {
+		return nil, false
+	}
+	b := bytes.TrimLeft(payload[i+len(name):], " \t\r\n")
+	if len(b) == 0 || b[0] != ':' {
+		return nil, false
+	}
+	b = bytes.TrimLeft(b[1:], " \t\r\n")
+	if len(b) == 0 || b[0] != '"' {
+		return nil, false
+	}
+	end := bytes.IndexAny(b[1:], `"\`)
+	if end < 0 || b[1+end] != '"' {
+		return nil, false
+	}
+	return b[1 : 1+end], true
+}
+
+// familyOfBytes is familyOf for a type held in bytes.
+func familyOfBytes(t []byte) int {
+	best := -1
+	for i := range kinds {
+		p := kinds[i].Prefix
+		if p != "" && bytes.HasPrefix(t, []byte(p)) && (best < 0 || len(p) > len(kinds[best].Prefix)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return unknownIndex
+	}
+	return best
+}
+
+// confirmKind reports whether a payload decoded strictly as row k is of
+// row k, by the rules of the slow path: the strict decoding refused any
+// member that the row's struct does not model (the discriminators of the
+// other rows among them), so the row's own discriminator decides.
+func confirmKind(k int, ev Event) bool {
+	switch {
+	case kinds[k].workflow:
+		w := ev.(*WorkflowCompleted)
+		return w.WorkflowName != "" || w.InvocationID != "" || w.FnStatus != nil
+	case len(kinds[k].statuses) > 0:
+		s := reflect.ValueOf(ev).Elem().FieldByIndex(schemas[k].statusField).String()
+		return slices.Contains(kinds[k].statuses, JobStatus(s))
+	}
+	t := ev.Type()
+	return t != "" && lifecycleKind(string(t)) == k
+}
+
+// checkEvent lists the drift of an event that decoded strictly: a type new
+// to its family, enumeration values that are none of the constants, an
+// event_version above the highest modelled.
+func (p *parseState) checkEvent(k int, ev Event) {
+	e, lifecycle := ev.(interface{ envelope() *Envelope })
+	if lifecycle {
+		if _, listed := byType[p.typ]; !listed {
+			p.add(DriftNewType, nil, "/event_type", "")
+		}
+	}
+	p.probeEnums(k, ev)
+	if lifecycle && e.envelope().EventVersion > MaxEventVersion {
+		p.add(DriftNewVersion, nil, "/event_version", "")
+	}
 }
 
 // probe holds the members that decide what a payload is.
@@ -85,71 +282,58 @@ type probe struct {
 	workflow     bool
 }
 
-// scanner is a reusable reader and decoder for scan.
-type scanner struct {
-	buf bytes.Buffer // jsontext reads a bytes.Buffer in place, without copying
-	dec jsontext.Decoder
+// parseState is the reusable state of one parse.
+type parseState struct {
+	buf      bytes.Buffer // jsontext reads a bytes.Buffer in place, without copying
+	dec      jsontext.Decoder
+	ptr      []byte // the JSON pointer of the value being walked
+	key      []byte // scratch for driftLog keys
+	memo     *driftLog
+	typ      EventType
+	drift    []Drift // reused: report returns a copy
+	breaking bool
 }
 
-var scanners = sync.Pool{New: func() any { return new(scanner) }}
+var parsers = sync.Pool{New: func() any { return new(parseState) }}
 
-// scan reads the payload's top-level members with jsontext, decoding only
-// the discriminators and skipping every other value. It validates the whole
-// payload as one JSON object (duplicate names and invalid UTF-8 included),
-// so that the struct decoding that follows only has types to check.
-func scan(payload []byte) (probe, error) {
-	var p probe
-	s := scanners.Get().(*scanner)
-	defer func() {
-		// Keep no reference to the payload in the pool.
-		s.buf = bytes.Buffer{}
-		s.dec.Reset(&s.buf)
-		scanners.Put(s)
-	}()
-	s.buf = *bytes.NewBuffer(payload)
-	s.dec.Reset(&s.buf)
-	dec := &s.dec
-	if dec.PeekKind() != '{' {
-		if _, err := dec.ReadToken(); err != nil {
-			return p, err
-		}
-		return p, errNotObject
+func (p *parseState) reset(payload []byte) *jsontext.Decoder {
+	p.buf = *bytes.NewBuffer(payload)
+	p.dec.Reset(&p.buf)
+	return &p.dec
+}
+
+// release returns p to the pool, keeping no reference to the payload or
+// the caller's memo.
+func (p *parseState) release() {
+	p.buf = bytes.Buffer{}
+	p.dec.Reset(&p.buf)
+	clear(p.drift) // no strings of the last payload kept in the pool
+	p.memo, p.typ, p.drift, p.breaking = nil, "", p.drift[:0], false
+	p.ptr, p.key = p.ptr[:0], p.key[:0]
+	parsers.Put(p)
+}
+
+// report returns the drift found, sorted, and leaves none in p.
+func (p *parseState) report() []Drift {
+	if len(p.drift) == 0 {
+		return nil
 	}
-	if _, err := dec.ReadToken(); err != nil {
-		return p, err
+	d := slices.Clone(p.drift) // one allocation: p.drift is reused
+	p.drift = p.drift[:0]
+	slices.SortFunc(d, func(a, b Drift) int {
+		return cmp.Or(strings.Compare(a.Pointer, b.Pointer), strings.Compare(string(a.Kind), string(b.Kind)))
+	})
+	return d
+}
+
+// unknown returns the UnknownEvent of a payload with breaking drift.
+func (p *parseState) unknown(payload []byte) (Event, int, []Drift, error) {
+	u, _ := newUnknown(payload)
+	if u.EventType == "" {
+		u.EventType = p.typ
 	}
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadValue()
-		if err != nil {
-			return p, err
-		}
-		switch string(memberName(name)) {
-		case "event_type":
-			p.eventType, p.hasEventType, err = stringValue(dec)
-		case "status":
-			p.status, p.hasStatus, err = stringValue(dec)
-		case "workflow_name", "invocation_id", "fn_status":
-			var v jsontext.Value
-			if v, err = dec.ReadValue(); err == nil && v.Kind() != 'n' {
-				p.workflow = true
-			}
-		default:
-			err = dec.SkipValue()
-		}
-		if err != nil {
-			return p, err
-		}
-	}
-	if _, err := dec.ReadToken(); err != nil { // the closing brace
-		return p, err
-	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		if err == nil {
-			err = errTrailing
-		}
-		return p, err
-	}
-	return p, nil
+	u.Drift = p.report()
+	return u, unknownIndex, u.Drift, driftError(p.typ, u.Drift)
 }
 
 var (
@@ -165,16 +349,6 @@ func memberName(raw jsontext.Value) []byte {
 	}
 	b, _ := jsontext.AppendUnquote(nil, raw) // valid: the decoder checked it
 	return b
-}
-
-// stringValue reads the next value and returns it when it is a string.
-func stringValue(dec *jsontext.Decoder) (string, bool, error) {
-	v, err := dec.ReadValue()
-	if err != nil || v.Kind() != '"' {
-		return "", false, err
-	}
-	b, err := jsontext.AppendUnquote(nil, v)
-	return string(b), err == nil, err
 }
 
 // lenientEnvelope holds envelope members undecoded, so that each can be
@@ -224,26 +398,9 @@ func decodeField[T any](raw jsontext.Value, dst *T) bool {
 	return true
 }
 
-// describeJSONError describes a decoding error without quoting payload
-// content: a JSON pointer to the member (map keys redacted, see
-// redactMapKeys; root is the decoded struct's pointer type), kinds and types
-// only.
-func describeJSONError(err error, root reflect.Type) string {
-	var se *json.SemanticError
-	if errors.As(err, &se) {
-		field := redactMapKeys(string(se.JSONPointer), root)
-		if field == "" {
-			field = "(top level)"
-		}
-		want := "the expected type"
-		if se.GoType != nil {
-			want = se.GoType.String()
-		}
-		if se.JSONKind != 0 {
-			return fmt.Sprintf("field %s: got JSON %s, want %s", truncate(field, 128), kindName(se.JSONKind), want)
-		}
-		return fmt.Sprintf("field %s: does not decode as %s", truncate(field, 128), want)
-	}
+// describeJSONError describes why a payload is not one valid JSON object,
+// without quoting payload content: offsets only.
+func describeJSONError(err error) string {
 	var xe *jsontext.SyntacticError
 	if errors.As(err, &xe) {
 		switch {
@@ -260,22 +417,24 @@ func describeJSONError(err error, root reflect.Type) string {
 	return "does not decode"
 }
 
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case 'n':
-		return "null"
-	case 'f', 't':
-		return "boolean"
-	case '"':
-		return "string"
-	case '0':
-		return "number"
-	case '{':
-		return "object"
-	case '[':
-		return "array"
+// addDecodeError records as breaking drift a decoding error that the walk
+// did not foresee: the member its JSON pointer names (map keys redacted;
+// root is the decoded struct's pointer type) and the kind that fits best.
+func (p *parseState) addDecodeError(err error, root reflect.Type) {
+	kind := DriftWrongKind
+	pointer := ""
+	var se *json.SemanticError
+	if errors.As(err, &se) {
+		pointer = redactMapKeys(string(se.JSONPointer), root)
+		switch {
+		case se.GoType == timeType:
+			kind = DriftBadTime
+		case se.JSONKind == '0' && se.GoType != nil && se.GoType.Kind() >= reflect.Int && se.GoType.Kind() <= reflect.Float64:
+			kind = DriftBadNumber
+		}
 	}
-	return "value"
+	p.ptr = append(p.ptr[:0], truncate(pointer, maxPointerLen)...)
+	p.add(kind, p.ptr, "", "")
 }
 
 // redactMapKeys replaces the segments of a JSON pointer that lie inside a

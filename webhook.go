@@ -96,9 +96,18 @@ var (
 	ErrInvalidSecret = errors.New("tlwebhook: invalid secret")
 	// ErrPayloadTooLarge means the body is larger than the configured limit.
 	ErrPayloadTooLarge = errors.New("tlwebhook: payload too large")
-	// ErrInvalidPayload means a verified payload is not a single JSON object,
-	// or is a known event whose fields have the wrong JSON type.
+	// ErrInvalidPayload means a verified payload is not a single valid JSON
+	// object: a syntax error, another JSON value, a duplicated member name or
+	// invalid UTF-8. A [Handler] answers 400.
 	ErrInvalidPayload = errors.New("tlwebhook: invalid payload")
+	// ErrSchemaDrift means a verified payload is a modelled event that does
+	// not fit its struct (breaking [Drift]): a member of another JSON kind, a
+	// number that does not fit its Go type, a time that does not parse, or an
+	// event_version above the highest this library models. The event reaches
+	// [Handler.OnUnknown] or [Handler.OnAny] as an [UnknownEvent]; with
+	// neither registered a [Handler] answers 500, so that Svix keeps the
+	// message until the library is upgraded.
+	ErrSchemaDrift = errors.New("tlwebhook: payload does not fit its event struct (schema drift)")
 	// ErrSourceNotAllowed means a request came from an address outside the
 	// allowlist set with [WithAllowedSources].
 	ErrSourceNotAllowed = errors.New("tlwebhook: source address not allowed")

@@ -10,7 +10,10 @@
 // [tlwebhook.Handler.Process], adds one to the counter [MetricDeliveries]
 // and ends one span named [SpanName]. A delivery whose callback ran also
 // records the callback's run time in the histogram [MetricCallbackDuration].
-// Their attributes are [AttrEventType], [AttrOutcome] and [AttrStatusCode];
+// Each drift of a verified payload ([tlwebhook.Observation.Drift]) adds one
+// to the counter [MetricDrift], with the attributes [AttrEventType] and
+// [AttrDriftKind]. The other attributes are [AttrEventType], [AttrOutcome]
+// and [AttrStatusCode];
 // the span also carries [AttrDeliveryID]. No attribute, span status or event
 // carries a payload, a secret, a signature or the text of a callback's
 // error.
@@ -28,6 +31,7 @@ package tlwebhookotel
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +55,12 @@ const (
 	// MetricCallbackDuration is the histogram of the callbacks' run time,
 	// in seconds, recorded for each delivery whose callback ran.
 	MetricCallbackDuration = "tlwebhook.callback.duration"
+	// MetricDrift is the counter of schema drift: one per drift of each
+	// observed delivery (see [tlwebhook.Drift]), by event type and kind. A
+	// delivery recorded in an inbox is observed twice, when recorded and
+	// when processed, so its drift counts twice. Its rate going above zero
+	// means Tensorlake changed a payload: see the Handler's log for where.
+	MetricDrift = "tlwebhook.drift"
 	// SpanName is the name of the span recorded for each delivery.
 	SpanName = "tlwebhook.delivery"
 )
@@ -75,6 +85,10 @@ const (
 	// or with characters Svix does not use, as an unverified request may
 	// send) is left out.
 	AttrDeliveryID = attribute.Key("tlwebhook.delivery_id")
+	// AttrDriftKind is the [tlwebhook.DriftKind] of a drift ([MetricDrift]
+	// only): new_member, new_value, new_type, wrong_kind, bad_number,
+	// bad_time or new_version; "unknown" for any other.
+	AttrDriftKind = attribute.Key("tlwebhook.drift.kind")
 )
 
 // UnknownEventType is the value of [AttrEventType] for an event type that
@@ -115,6 +129,13 @@ var outcomes = []tlwebhook.DeliveryOutcome{
 	tlwebhook.DeliveryFailed, tlwebhook.DeliveryEnqueued, tlwebhook.DeliveryDiscarded,
 }
 
+// driftKinds lists the drift kinds in index order; a kind not listed takes
+// the index len(driftKinds) and is reported as "unknown".
+var driftKinds = []tlwebhook.DriftKind{
+	tlwebhook.DriftNewMember, tlwebhook.DriftNewValue, tlwebhook.DriftNewType,
+	tlwebhook.DriftWrongKind, tlwebhook.DriftBadNumber, tlwebhook.DriftBadTime, tlwebhook.DriftNewVersion,
+}
+
 // statuses lists the statuses whose attribute sets are cached: 0 (Process)
 // and every status of the Handler's table. Others are built per call.
 var statuses = []int{0, 204, 400, 401, 403, 405, 409, 413, 500, 503}
@@ -124,6 +145,7 @@ type observer struct {
 	tracer     trace.Tracer
 	deliveries metric.Int64Counter
 	duration   metric.Float64Histogram
+	drift      metric.Int64Counter
 
 	// typeIndex maps each attribute value of AttrEventType but "unknown"
 	// to its index in typeNames; typeNames[len-1] is UnknownEventType.
@@ -134,6 +156,9 @@ type observer struct {
 	// filled on first use: len(typeNames) * (len(outcomes)+1) *
 	// len(statuses) entries.
 	attrs []atomic.Pointer[attrs]
+	// driftAttrs caches the options of each (type, drift kind) pair:
+	// len(typeNames) * (len(driftKinds)+1) entries.
+	driftAttrs []atomic.Pointer[[]metric.AddOption]
 }
 
 // attrs are the precomputed measurement options and span attributes of one
@@ -175,12 +200,19 @@ func New(opts ...Option) tlwebhook.Observer {
 	if err != nil {
 		otel.Handle(err)
 	}
+	drift, err := meter.Int64Counter(MetricDrift,
+		metric.WithDescription("Schema drift in verified webhook payloads (Tensorlake changed a payload), by event type and kind."),
+		metric.WithUnit("{drift}"))
+	if err != nil {
+		otel.Handle(err)
+	}
 
 	types := tlwebhook.EventTypes()
 	o := &observer{
 		tracer:     c.tp.Tracer(ScopeName),
 		deliveries: deliveries,
 		duration:   duration,
+		drift:      drift,
 		typeIndex:  make(map[tlwebhook.EventType]int, len(types)+1),
 		typeNames:  make([]string, 0, len(types)+2),
 	}
@@ -192,6 +224,7 @@ func New(opts ...Option) tlwebhook.Observer {
 	}
 	o.typeNames = append(o.typeNames, UnknownEventType)
 	o.attrs = make([]atomic.Pointer[attrs], len(o.typeNames)*(len(outcomes)+1)*len(statuses))
+	o.driftAttrs = make([]atomic.Pointer[[]metric.AddOption], len(o.typeNames)*(len(driftKinds)+1))
 	return o
 }
 
@@ -223,7 +256,36 @@ func (o *observer) Observe(ctx context.Context, obs tlwebhook.Observation) {
 	if obs.Duration > 0 {
 		o.duration.Record(ctx, obs.Duration.Seconds(), a.rec...)
 	}
+	for _, d := range obs.Drift {
+		o.drift.Add(ctx, 1, o.driftAttrsFor(d.EventType, d.Kind)...)
+	}
 	span.End()
+}
+
+// driftAttrsFor returns the measurement options of a (type, drift kind)
+// pair, built once.
+func (o *observer) driftAttrsFor(t tlwebhook.EventType, k tlwebhook.DriftKind) []metric.AddOption {
+	ti, ok := o.typeIndex[t]
+	if !ok {
+		ti = len(o.typeNames) - 1
+	}
+	ki := slices.Index(driftKinds, k)
+	if ki < 0 {
+		ki = len(driftKinds)
+	}
+	slot := &o.driftAttrs[ti*(len(driftKinds)+1)+ki]
+	if a := slot.Load(); a != nil {
+		return *a
+	}
+	kind := "unknown"
+	if ki < len(driftKinds) {
+		kind = string(driftKinds[ki])
+	}
+	a := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(AttrEventType.String(o.typeNames[ti]), AttrDriftKind.String(kind)))}
+	if !slot.CompareAndSwap(nil, &a) {
+		return *slot.Load()
+	}
+	return a
 }
 
 // attrsFor returns the attributes of a (type, outcome, status) triple,
@@ -287,7 +349,7 @@ func (o *observer) newAttrs(ti, oi, status int) *attrs {
 var sentinels = []error{
 	tlwebhook.ErrMissingHeaders, tlwebhook.ErrInvalidHeaders, tlwebhook.ErrNoMatchingSignature,
 	tlwebhook.ErrTimestampTooOld, tlwebhook.ErrTimestampTooNew, tlwebhook.ErrPayloadTooLarge,
-	tlwebhook.ErrInvalidPayload, tlwebhook.ErrSourceNotAllowed, tlwebhook.ErrUnauthorized,
+	tlwebhook.ErrInvalidPayload, tlwebhook.ErrSchemaDrift, tlwebhook.ErrSourceNotAllowed, tlwebhook.ErrUnauthorized,
 	tlwebhook.ErrDeduplicatorFull, tlwebhook.ErrClaimLost,
 }
 

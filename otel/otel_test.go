@@ -752,3 +752,80 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("counted %d deliveries, want 800", total)
 	}
 }
+
+// collectDrift returns the data points of the drift counter as
+// "type|kind" and count, sorted.
+func (r *rig) collectDrift(t *testing.T) []point {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("Collect: %v", err)
+	}
+	var out []point
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != tlwebhookotel.MetricDrift {
+				continue
+			}
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok || !sum.IsMonotonic {
+				t.Fatalf("%s: data %T, want a monotonic Sum[int64]", m.Name, m.Data)
+			}
+			for _, dp := range sum.DataPoints {
+				if dp.Attributes.Len() != 2 {
+					t.Errorf("%s: attributes %v, want type and kind", m.Name, dp.Attributes.ToSlice())
+				}
+				et, _ := dp.Attributes.Value(tlwebhookotel.AttrEventType)
+				k, _ := dp.Attributes.Value(tlwebhookotel.AttrDriftKind)
+				out = append(out, point{et.AsString() + "|" + k.AsString(), dp.Value})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b point) int { return strings.Compare(a.attrs, b.attrs) })
+	return out
+}
+
+// TestDrift counts each drift of each verified delivery by type (collapsed
+// like the deliveries') and kind; a breaking drift without OnUnknown is a
+// failed delivery whose span names the sentinel; forged deliveries count
+// nothing.
+func TestDrift(t *testing.T) {
+	r := newRig(t)
+	secret := tlwebhooktest.NewSecret()
+	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(r.obs), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	sample := string(tlwebhooktest.Sample(tlwebhook.EventTypeSandboxFailed))
+	additive := strings.NewReplacer(`"gpu_model": null`, `"gpu_model": null, "gpu_memory_mb": 1`, `"out_of_memory"`, `"cosmic_rays"`).Replace(sample)
+	newType := strings.Replace(additive, string(tlwebhook.EventTypeSandboxFailed), "tensorlake.sandbox.hibernated", 1)
+	breaking := strings.Replace(sample, `"cpus": 2`, `"cpus": "2"`, 1)
+	for _, d := range []delivery{
+		{body: []byte(additive)}, {body: []byte(additive)}, {body: []byte(newType)},
+		{body: []byte(breaking), sign: tlwebhooktest.NewSecret()}, // forged: 401, not inspected
+	} {
+		send(t, srv.Client(), srv.URL, secret, d)
+	}
+	if got := send(t, srv.Client(), srv.URL, secret, delivery{body: []byte(breaking)}); got != http.StatusInternalServerError {
+		t.Fatalf("breaking drift without OnUnknown: status %d, want 500", got)
+	}
+	failed := string(tlwebhook.EventTypeSandboxFailed)
+	want := []point{
+		{failed + "|new_member", 2},
+		{failed + "|new_value", 2},
+		{failed + "|wrong_kind", 1},
+		{tlwebhookotel.UnknownEventType + "|new_member", 1},
+		{tlwebhookotel.UnknownEventType + "|new_type", 1},
+		{tlwebhookotel.UnknownEventType + "|new_value", 1},
+	}
+	if got := r.collectDrift(t); !slices.Equal(got, want) {
+		t.Errorf("%s: got %v, want %v", tlwebhookotel.MetricDrift, got, want)
+	}
+	spans := r.spans.Ended()
+	last := spans[len(spans)-1]
+	if last.Status().Code != codes.Error || last.Status().Description != tlwebhook.ErrSchemaDrift.Error() {
+		t.Errorf("span status %v, want the ErrSchemaDrift sentinel", last.Status())
+	}
+}

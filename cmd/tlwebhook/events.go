@@ -55,11 +55,15 @@ func onEvery(h *tlwebhook.Handler, fn func(ctx context.Context, callback string,
 	everycallback.Register(h, fn)
 }
 
-// rejectionPrinter is a [tlwebhook.Observer] that prints a line for every
-// request the Handler rejects, with the library's reason.
-type rejectionPrinter struct{ out *lineWriter }
+// listenPrinter is listen's [tlwebhook.Observer]: it prints a line for
+// every request the Handler rejects, with the library's reason, and one per
+// drift of a verified delivery.
+type listenPrinter struct{ out *lineWriter }
 
-func (p rejectionPrinter) Observe(_ context.Context, o tlwebhook.Observation) {
+func (p listenPrinter) Observe(_ context.Context, o tlwebhook.Observation) {
+	for _, d := range o.Drift {
+		p.out.println(append([]string{"drift", kv("delivery", clip(o.Delivery.ID))}, driftFields(d)...)...)
+	}
 	if o.Outcome != tlwebhook.DeliveryRejected {
 		return
 	}

@@ -29,6 +29,9 @@ registered) until interrupted (SIGINT or SIGTERM), and prints:
   listening on http://ADDR/PATH
   saved file=FILE [delivery=ID]                          (each request, with -save)
   event TYPE delivery=ID callback=CALLBACK key=value...   (each verified event)
+  drift delivery=ID type=TYPE pointer=P kind=K breaking=B (each way its payload
+                                                          departs from the event
+                                                          structs; see "check")
   rejected status=CODE [delivery=ID] reason=...          (each rejection)
   not-found method=METHOD path=PATH status=404           (requests to other paths)
   stopped
@@ -81,11 +84,12 @@ Bodies over 16 MiB are cut there.`)
 	}
 
 	out := &lineWriter{w: e.stdout}
-	// Rejections are printed from the Handler's observations; the library's
-	// own log records go to stderr, errors only (a rejection is printed once).
+	// Rejections and drift are printed from the Handler's observations; the
+	// library's own log records go to stderr, errors only (each is printed
+	// once).
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithLogger(logger), tlwebhook.WithTolerance(*tolerance),
-		tlwebhook.WithObserver(rejectionPrinter{out}))
+		tlwebhook.WithObserver(listenPrinter{out}))
 	if err != nil {
 		return f.usageError(e, "%v", err)
 	}
