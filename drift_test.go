@@ -251,7 +251,7 @@ func TestHandlerAdditiveDrift(t *testing.T) {
 	}
 	require.Len(t, got, 3)
 	require.NotNil(t, got[0].Data.Sandbox.OutcomeReason)
-	assert.Equal(t, tl.OutcomeReason("cosmic_rays"), *got[0].Data.Sandbox.OutcomeReason)
+	assert.Equal(t, tl.SandboxOutcomeReason("cosmic_rays"), *got[0].Data.Sandbox.OutcomeReason)
 
 	recs := e.records(t, "tlwebhook: schema drift")
 	require.Len(t, recs, 2, "one record per (type, pointer, kind), not per delivery:\n%s", e.logs.String())

@@ -122,8 +122,8 @@ type FunctionStatus string
 
 // Function outcomes.
 const (
-	FunctionSuccess FunctionStatus = "success"
-	FunctionFailure FunctionStatus = "failure"
+	FunctionStatusSuccess FunctionStatus = "success"
+	FunctionStatusFailure FunctionStatus = "failure"
 )
 
 // WorkflowCompleted is sent when all functions of an application have
@@ -138,12 +138,12 @@ type WorkflowCompleted struct {
 // Failed returns the names of the functions that did not succeed, sorted.
 // A status other than success counts as a failure.
 func (w *WorkflowCompleted) Failed() []string {
-	return w.functions(func(s FunctionStatus) bool { return s != FunctionSuccess })
+	return w.functions(func(s FunctionStatus) bool { return s != FunctionStatusSuccess })
 }
 
 // Succeeded returns the names of the functions that succeeded, sorted.
 func (w *WorkflowCompleted) Succeeded() []string {
-	return w.functions(func(s FunctionStatus) bool { return s == FunctionSuccess })
+	return w.functions(func(s FunctionStatus) bool { return s == FunctionStatusSuccess })
 }
 
 // AllSucceeded reports whether every function succeeded. It is true for a

@@ -142,7 +142,7 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.EventTypeWorkflowCompleted, e.Type())
 		assert.Equal(t, "workflow_XXXX", e.WorkflowName)
 		assert.Equal(t, "invocation_XXXX", e.InvocationID)
-		assert.Equal(t, map[string]tl.FunctionStatus{"fn_A": tl.FunctionSuccess, "fn_B": tl.FunctionFailure}, e.FnStatus)
+		assert.Equal(t, map[string]tl.FunctionStatus{"fn_A": tl.FunctionStatusSuccess, "fn_B": tl.FunctionStatusFailure}, e.FnStatus)
 	}},
 	{file: "workflow_completed_pretty.json", want: (*tl.WorkflowCompleted)(nil), callback: "OnWorkflowCompleted", check: func(t *testing.T, ev tl.Event) {
 		e := eventAs[*tl.WorkflowCompleted](t, ev)
@@ -196,9 +196,9 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, tl.EventTypeSandboxTerminated, e.Type())
 		assert.Equal(t, int64(2), e.SourceOrdinal)
 		require.NotNil(t, e.Data.Sandbox.Outcome)
-		assert.Equal(t, tl.OutcomeSuccess, *e.Data.Sandbox.Outcome)
+		assert.Equal(t, tl.SandboxOutcomeSuccess, *e.Data.Sandbox.Outcome)
 		require.NotNil(t, e.Data.Sandbox.OutcomeReason)
-		assert.Equal(t, tl.OutcomeReasonUserTerminated, *e.Data.Sandbox.OutcomeReason)
+		assert.Equal(t, tl.SandboxOutcomeReasonUserTerminated, *e.Data.Sandbox.OutcomeReason)
 		assert.Equal(t, 123456789, e.OccurredAt.Nanosecond())
 	}},
 	{file: "tensorlake.sandbox.failed.json", want: (*tl.SandboxEvent)(nil), callback: "OnSandboxEvent", check: func(t *testing.T, ev tl.Event) {
@@ -211,9 +211,9 @@ var fixtureCases = []fixtureCase{
 		assert.Equal(t, strRef("tensorlake/default"), s.Image)
 		assert.Equal(t, tl.SandboxStatusTerminated, s.Status)
 		require.NotNil(t, s.Outcome)
-		assert.Equal(t, tl.OutcomeFailure, *s.Outcome)
+		assert.Equal(t, tl.SandboxOutcomeFailure, *s.Outcome)
 		require.NotNil(t, s.OutcomeReason)
-		assert.Equal(t, tl.OutcomeReasonOutOfMemory, *s.OutcomeReason)
+		assert.Equal(t, tl.SandboxOutcomeReasonOutOfMemory, *s.OutcomeReason)
 		assert.Nil(t, s.SnapshotID)
 		assert.True(t, utcAt(2026, 7, 24, 20, 10, 0, 0).Equal(s.CreatedAt), s.CreatedAt)
 	}},
@@ -652,13 +652,13 @@ func TestWorkflowHelpers(t *testing.T) {
 		},
 		{
 			name:         "all succeeded",
-			fnStatus:     map[string]tl.FunctionStatus{"b": tl.FunctionSuccess, "a": tl.FunctionSuccess},
+			fnStatus:     map[string]tl.FunctionStatus{"b": tl.FunctionStatusSuccess, "a": tl.FunctionStatusSuccess},
 			ok:           []string{"a", "b"},
 			allSucceeded: true,
 		},
 		{
 			name:     "unknown status counts as failed",
-			fnStatus: map[string]tl.FunctionStatus{"x": "skipped", "w": tl.FunctionSuccess, "v": tl.FunctionFailure},
+			fnStatus: map[string]tl.FunctionStatus{"x": "skipped", "w": tl.FunctionStatusSuccess, "v": tl.FunctionStatusFailure},
 			failed:   []string{"v", "x"},
 			ok:       []string{"w"},
 		},
@@ -687,10 +687,10 @@ func TestWorkflowHelpers(t *testing.T) {
 			for i := range rng.IntN(40) {
 				name := "fn_" + strconv.FormatUint(rng.Uint64(), 36) + "_" + strconv.Itoa(i)
 				if rng.IntN(3) == 0 {
-					w.FnStatus[name] = tl.FunctionFailure
+					w.FnStatus[name] = tl.FunctionStatusFailure
 					wantFailed = append(wantFailed, name)
 				} else {
-					w.FnStatus[name] = tl.FunctionSuccess
+					w.FnStatus[name] = tl.FunctionStatusSuccess
 					wantOK = append(wantOK, name)
 				}
 			}

@@ -181,9 +181,6 @@ func (h *Handler) OnRequestEvent(fn func(context.Context, *RequestEvent) error) 
 // are answered 500. Replaces any earlier callback; nil removes it.
 func (h *Handler) OnUnknown(fn func(context.Context, *UnknownEvent) error) { On(h, fn) }
 
-// Verifier returns the [Verifier] the handler uses.
-func (h *Handler) Verifier() *Verifier { return h.v }
-
 // String describes the handler without revealing any key.
 func (h *Handler) String() string { return "tlwebhook.Handler{" + h.v.String() + "}" }
 

@@ -155,13 +155,13 @@ type Sandbox struct {
 	// Image is the sandbox's image, or nil.
 	Image *string `json:"image"`
 	// GenerationID starts at 1 and grows each time the sandbox resumes.
-	GenerationID  int64          `json:"generation_id"`
-	Status        SandboxStatus  `json:"status"`
-	Outcome       *Outcome       `json:"outcome"`
-	OutcomeReason *OutcomeReason `json:"outcome_reason"`
-	SnapshotID    *string        `json:"snapshot_id"`
-	CreatedAt     time.Time      `json:"created_at"`
-	Resources     Resources      `json:"resources"`
+	GenerationID  int64                 `json:"generation_id"`
+	Status        SandboxStatus         `json:"status"`
+	Outcome       *SandboxOutcome       `json:"outcome"`
+	OutcomeReason *SandboxOutcomeReason `json:"outcome_reason"`
+	SnapshotID    *string               `json:"snapshot_id"`
+	CreatedAt     time.Time             `json:"created_at"`
+	Resources     Resources             `json:"resources"`
 }
 
 // Resources are the resources allocated to a sandbox.
@@ -193,39 +193,39 @@ const (
 	SandboxStatusTerminated SandboxStatus = "terminated"
 )
 
-// Outcome is how a sandbox ended.
-type Outcome string
+// SandboxOutcome is how a sandbox ended.
+type SandboxOutcome string
 
 // Sandbox outcomes.
 const (
-	OutcomeSuccess Outcome = "success"
-	OutcomeFailure Outcome = "failure"
+	SandboxOutcomeSuccess SandboxOutcome = "success"
+	SandboxOutcomeFailure SandboxOutcome = "failure"
 )
 
-// OutcomeReason says why a sandbox ended. Values not listed here may appear.
-type OutcomeReason string
+// SandboxOutcomeReason says why a sandbox ended. Values not listed here may appear.
+type SandboxOutcomeReason string
 
 // Sandbox outcome reasons.
 const (
-	OutcomeReasonUnknown                 OutcomeReason = "unknown"
-	OutcomeReasonUserTerminated          OutcomeReason = "user_terminated"
-	OutcomeReasonTimeout                 OutcomeReason = "timeout"
-	OutcomeReasonInternalError           OutcomeReason = "internal_error"
-	OutcomeReasonConstraintUnsatisfiable OutcomeReason = "constraint_unsatisfiable"
-	OutcomeReasonExecutorRemoved         OutcomeReason = "executor_removed"
-	OutcomeReasonOutOfMemory             OutcomeReason = "out_of_memory"
-	OutcomeReasonContainerStartupFailed  OutcomeReason = "container_startup_failed"
-	OutcomeReasonPoolDeleted             OutcomeReason = "pool_deleted"
-	OutcomeReasonContainerTerminated     OutcomeReason = "container_terminated"
-	OutcomeReasonBadImage                OutcomeReason = "bad_image"
-	OutcomeReasonImageNotFound           OutcomeReason = "image_not_found"
-	OutcomeReasonContainerUnhealthy      OutcomeReason = "container_unhealthy"
-	OutcomeReasonFunctionError           OutcomeReason = "function_error"
-	OutcomeReasonFunctionTimeout         OutcomeReason = "function_timeout"
-	OutcomeReasonFunctionCancelled       OutcomeReason = "function_cancelled"
-	OutcomeReasonDesiredStateRemoved     OutcomeReason = "desired_state_removed"
-	OutcomeReasonProcessCrash            OutcomeReason = "process_crash"
-	OutcomeReasonExecutorDrained         OutcomeReason = "executor_drained"
+	SandboxOutcomeReasonUnknown                 SandboxOutcomeReason = "unknown"
+	SandboxOutcomeReasonUserTerminated          SandboxOutcomeReason = "user_terminated"
+	SandboxOutcomeReasonTimeout                 SandboxOutcomeReason = "timeout"
+	SandboxOutcomeReasonInternalError           SandboxOutcomeReason = "internal_error"
+	SandboxOutcomeReasonConstraintUnsatisfiable SandboxOutcomeReason = "constraint_unsatisfiable"
+	SandboxOutcomeReasonExecutorRemoved         SandboxOutcomeReason = "executor_removed"
+	SandboxOutcomeReasonOutOfMemory             SandboxOutcomeReason = "out_of_memory"
+	SandboxOutcomeReasonContainerStartupFailed  SandboxOutcomeReason = "container_startup_failed"
+	SandboxOutcomeReasonPoolDeleted             SandboxOutcomeReason = "pool_deleted"
+	SandboxOutcomeReasonContainerTerminated     SandboxOutcomeReason = "container_terminated"
+	SandboxOutcomeReasonBadImage                SandboxOutcomeReason = "bad_image"
+	SandboxOutcomeReasonImageNotFound           SandboxOutcomeReason = "image_not_found"
+	SandboxOutcomeReasonContainerUnhealthy      SandboxOutcomeReason = "container_unhealthy"
+	SandboxOutcomeReasonFunctionError           SandboxOutcomeReason = "function_error"
+	SandboxOutcomeReasonFunctionTimeout         SandboxOutcomeReason = "function_timeout"
+	SandboxOutcomeReasonFunctionCancelled       SandboxOutcomeReason = "function_cancelled"
+	SandboxOutcomeReasonDesiredStateRemoved     SandboxOutcomeReason = "desired_state_removed"
+	SandboxOutcomeReasonProcessCrash            SandboxOutcomeReason = "process_crash"
+	SandboxOutcomeReasonExecutorDrained         SandboxOutcomeReason = "executor_drained"
 )
 
 // ApplicationEvent is an application lifecycle event:
@@ -279,8 +279,8 @@ func (e *RequestEvent) familyEvent() Event { return e }
 
 // RequestEventData is the data of a [RequestEvent].
 type RequestEventData struct {
-	Application ApplicationRef `json:"application"`
-	Request     Request        `json:"request"`
+	Application ApplicationRef     `json:"application"`
+	Request     ApplicationRequest `json:"request"`
 }
 
 // ApplicationRef identifies the application a request was made to.
@@ -289,8 +289,8 @@ type ApplicationRef struct {
 	Version string `json:"version"`
 }
 
-// Request describes an application request as of a [RequestEvent].
-type Request struct {
+// ApplicationRequest describes an application request as of a [RequestEvent].
+type ApplicationRequest struct {
 	ID            string         `json:"id"`
 	Status        RequestStatus  `json:"status"`
 	FailureReason *FailureReason `json:"failure_reason"`

@@ -158,9 +158,9 @@ func TestEnumerationsAcceptNewValues(t *testing.T) {
 	assert.Equal(t, tl.SandboxStatus("hibernating"), s.Data.Sandbox.Status)
 	assert.Equal(t, tl.SandboxType("pooled"), s.Data.Sandbox.Type)
 	require.NotNil(t, s.Data.Sandbox.Outcome)
-	assert.Equal(t, tl.Outcome("partial"), *s.Data.Sandbox.Outcome)
+	assert.Equal(t, tl.SandboxOutcome("partial"), *s.Data.Sandbox.Outcome)
 	require.NotNil(t, s.Data.Sandbox.OutcomeReason)
-	assert.Equal(t, tl.OutcomeReason("cosmic_ray"), *s.Data.Sandbox.OutcomeReason)
+	assert.Equal(t, tl.SandboxOutcomeReason("cosmic_ray"), *s.Data.Sandbox.OutcomeReason)
 	require.NotNil(t, s.Data.PreviousStatus)
 	assert.Equal(t, tl.SandboxStatus("migrating"), *s.Data.PreviousStatus)
 

@@ -116,7 +116,7 @@ func TestParseEventDecodes(t *testing.T) {
 	}
 	str := func(s string) *string { return &s }
 	running := SandboxStatusRunning
-	failure := OutcomeFailure
+	failure := SandboxOutcomeFailure
 	timeout := FailureReasonFunctionTimeout
 	finished := at("2026-07-24T21:31:00.5Z")
 	cases := []struct {
@@ -138,7 +138,7 @@ func TestParseEventDecodes(t *testing.T) {
 			&JobCompleted{JobID: "j", Status: JobStatusSuccessful}},
 		{"workflow map keeps null values and escaped keys",
 			`{"workflow_name":"w","fn_status":{"a":"success","b":null,"c\u00e9":"odd"}}`,
-			&WorkflowCompleted{WorkflowName: "w", FnStatus: map[string]FunctionStatus{"a": FunctionSuccess, "b": "", "cé": "odd"}}},
+			&WorkflowCompleted{WorkflowName: "w", FnStatus: map[string]FunctionStatus{"a": FunctionStatusSuccess, "b": "", "cé": "odd"}}},
 		{"a member differing only in case is ignored, not matched",
 			`{"status":"pending","Status":"failure","JOB_ID":"x","job_id":"j"}`,
 			&JobCreated{JobID: "j", Status: JobStatusPending}},
@@ -158,7 +158,7 @@ func TestParseEventDecodes(t *testing.T) {
 			&SandboxEvent{
 				Envelope: Envelope{EventType: EventTypeSandboxFailed, EventVersion: 1, SourceRevision: "18446744073709551617", SourceOrdinal: 3},
 				Data: SandboxEventData{PreviousStatus: &running, Sandbox: Sandbox{
-					Name: str("n"), Outcome: &failure, OutcomeReason: ptr(OutcomeReason("brand_new")), GenerationID: 2,
+					Name: str("n"), Outcome: &failure, OutcomeReason: ptr(SandboxOutcomeReason("brand_new")), GenerationID: 2,
 					Resources: Resources{CPUs: 10, GPUModel: str("a10"), MemoryMB: -1},
 				}},
 			}},
@@ -171,7 +171,7 @@ func TestParseEventDecodes(t *testing.T) {
 			&RequestEvent{
 				Envelope: Envelope{EventType: EventTypeRequestFailed, OccurredAt: at("2026-07-24T21:31:00.501Z")},
 				Data: RequestEventData{Application: ApplicationRef{Name: "a", Version: "v"},
-					Request: Request{FailureReason: &timeout, FinishedAt: &finished}},
+					Request: ApplicationRequest{FailureReason: &timeout, FinishedAt: &finished}},
 			}},
 		{"application event",
 			`{"event_type":"tensorlake.application.updated","source_revision":"007","data":{"previous_version":"v1","previous_state":null,` +

@@ -116,4 +116,3 @@ func typeName(t tlwebhook.EventType) string {
 	}
 	return string(t)
 }
-
