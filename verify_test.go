@@ -597,7 +597,7 @@ func TestVerifyRotation(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			return h.Verifier(), nil
+			return h.v, nil
 		},
 	}
 	for vname, mk := range verifiers {
