@@ -14,11 +14,6 @@ import (
 // Running a callback: under the callback timeout, with panics recovered,
 // holding the deduplicator's claim for as long as it runs.
 
-// HeaderWebhookDelivery is the response header of Svix's delivery control.
-// The [Handler] sets it to "abort-message" when a callback returns a
-// [Permanent] error, so that Svix stops retrying that message.
-const HeaderWebhookDelivery = "webhook-delivery"
-
 // settleTimeout bounds the deduplicator update after a callback.
 const settleTimeout = 5 * time.Second
 

@@ -324,3 +324,22 @@ const (
 	FailureReasonCancelled               FailureReason = "cancelled"
 	FailureReasonOutOfMemory             FailureReason = "out_of_memory"
 )
+
+// Event types of the lifecycle events, which carry their type in the
+// envelope's event_type field.
+const (
+	EventTypeSandboxCreated    EventType = "tensorlake.sandbox.created"
+	EventTypeSandboxRunning    EventType = "tensorlake.sandbox.running"
+	EventTypeSandboxSuspended  EventType = "tensorlake.sandbox.suspended"
+	EventTypeSandboxResumed    EventType = "tensorlake.sandbox.resumed"
+	EventTypeSandboxTerminated EventType = "tensorlake.sandbox.terminated"
+	EventTypeSandboxFailed     EventType = "tensorlake.sandbox.failed"
+
+	EventTypeApplicationCreated EventType = "tensorlake.application.created"
+	EventTypeApplicationUpdated EventType = "tensorlake.application.updated"
+	EventTypeApplicationDeleted EventType = "tensorlake.application.deleted"
+
+	EventTypeRequestCreated   EventType = "tensorlake.application.request.created"
+	EventTypeRequestCompleted EventType = "tensorlake.application.request.completed"
+	EventTypeRequestFailed    EventType = "tensorlake.application.request.failed"
+)

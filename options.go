@@ -258,3 +258,18 @@ func WithObserver(o Observer) HandlerOption {
 		return nil
 	})
 }
+
+// Defaults used when the corresponding option is not given.
+const (
+	// DefaultTolerance is how far a delivery's timestamp may lie in the past
+	// or in the future. It matches Svix's own libraries.
+	DefaultTolerance = 5 * time.Minute
+
+	// DefaultMaxBodyBytes is the largest request body accepted. Tensorlake's
+	// payloads are a few kilobytes.
+	DefaultMaxBodyBytes int64 = 1 << 20
+
+	// DefaultCallbackTimeout bounds a [Handler] callback, safely under the
+	// 15 seconds Svix waits for an answer.
+	DefaultCallbackTimeout = 10 * time.Second
+)
