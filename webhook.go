@@ -26,11 +26,30 @@
 //
 // A delivery carries three headers, either the svix-* set ([HeaderSvixID],
 // [HeaderSvixTimestamp], [HeaderSvixSignature]) or the Standard Webhooks
-// webhook-* set. The signed content is id + "." + timestamp + "." + body, and a
-// v1 signature is the base64 HMAC-SHA256 of it under the endpoint secret. The
-// timestamp must be within a tolerance ([DefaultTolerance], changed with
-// [WithTolerance]) of the current time in both directions. Several secrets can
-// be accepted at once during a rotation ([WithSecrets]).
+// webhook-* set. The signed content is id + "." + timestamp + "." + body. A
+// v1 signature is the base64 HMAC-SHA256 of it under the endpoint secret
+// (whsec_...); a v1a signature is an Ed25519 signature of it, checked with
+// the endpoint's public key (whpk_...). The timestamp must be within a
+// tolerance ([DefaultTolerance], changed with [WithTolerance]) of the
+// current time in both directions. Several keys, of either kind, can be
+// accepted at once during a rotation ([WithSecrets]). When a signature does
+// not match, the 401's log record says what can be told of the cause (a
+// body consumed or re-encoded by a middleware, a key that verified nothing),
+// and [Verifier.Diagnose] explains any delivery in full.
+//
+// # Events
+//
+// Every event kind is a row of one table ([EventKinds]): its struct, its
+// wire types and its callback. Payloads are decoded strictly, with the
+// semantics of encoding/json/v2. Tensorlake's payloads change over time: a
+// delivery whose shape drifted is never lost to it ([Drift], [CheckDrift]).
+//
+// # Retries and duplicates
+//
+// Svix delivers at least once. [WithDeduplicator] runs each message's
+// callback once across retries and replicas; [WithInbox] records each
+// delivery durably and runs its callback later, once, in the transaction of
+// its effects (module github.com/tlwebhook/tlwebhook/riverinbox).
 //
 // # Errors
 //
