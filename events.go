@@ -191,10 +191,3 @@ func (*JobFailed) isEvent()         {}
 func (*JobCompleted) isEvent()      {}
 func (*WorkflowCompleted) isEvent() {}
 func (*UnknownEvent) isEvent()      {}
-
-// familyMember is implemented by the lifecycle family structs and, through
-// embedding, by the typed events of a family: familyEvent returns the
-// family's view of the event, for the family's callback.
-type familyMember interface {
-	familyEvent() Event
-}

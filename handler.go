@@ -45,9 +45,9 @@ import (
 // short and fixed; details go to the logger ([WithLogger]).
 //
 // Exactly one callback runs per delivery: the one registered for the
-// event's struct; else, for a typed event of a lifecycle family, the
-// family's (for example [Handler.OnSandboxEvent]); else the catch-all
-// ([Handler.OnAny]); else none.
+// event's struct (a lifecycle family's struct, such as [SandboxEvent],
+// takes every type of its family); else the catch-all ([Handler.OnAny]);
+// else none.
 //
 // Tensorlake changes its payloads over time ([Drift]). A delivery with
 // additive drift (a new member, enumeration value or type of a family) is
@@ -119,13 +119,6 @@ func (h *Handler) LogValue() slog.Value { return slog.StringValue(h.String()) }
 func (h *Handler) resolve(k int, ev Event) (*callbackFunc, Event) {
 	if fn := h.callbacks[k].Load(); fn != nil {
 		return fn, ev
-	}
-	if p := kinds[k].parent; p >= 0 {
-		if fn := h.callbacks[p].Load(); fn != nil {
-			if m, ok := ev.(familyMember); ok {
-				return fn, m.familyEvent()
-			}
-		}
 	}
 	return h.any.Load(), ev
 }

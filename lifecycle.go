@@ -137,8 +137,7 @@ type SandboxEvent struct {
 	Data SandboxEventData `json:"data"`
 }
 
-func (*SandboxEvent) isEvent()             {}
-func (e *SandboxEvent) familyEvent() Event { return e }
+func (*SandboxEvent) isEvent() {}
 
 // SandboxEventData is the data of a [SandboxEvent].
 type SandboxEventData struct {
@@ -236,8 +235,7 @@ type ApplicationEvent struct {
 	Data ApplicationEventData `json:"data"`
 }
 
-func (*ApplicationEvent) isEvent()             {}
-func (e *ApplicationEvent) familyEvent() Event { return e }
+func (*ApplicationEvent) isEvent() {}
 
 // ApplicationEventData is the data of an [ApplicationEvent].
 type ApplicationEventData struct {
@@ -274,8 +272,7 @@ type RequestEvent struct {
 	Data RequestEventData `json:"data"`
 }
 
-func (*RequestEvent) isEvent()             {}
-func (e *RequestEvent) familyEvent() Event { return e }
+func (*RequestEvent) isEvent() {}
 
 // RequestEventData is the data of a [RequestEvent].
 type RequestEventData struct {

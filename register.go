@@ -31,7 +31,7 @@ func On[E any, P event[E]](h *Handler, fn func(context.Context, P) error) {
 
 // OnAny registers fn for every event that has no callback of its own, for
 // programs that forward every event (to a queue, say). A callback
-// registered for an event's struct (or its family) takes precedence: for one
+// registered for an event's struct takes precedence: for one
 // delivery exactly one callback runs. Replaces any earlier catch-all; nil
 // removes it.
 func (h *Handler) OnAny(fn func(context.Context, Event) error) {
@@ -62,9 +62,8 @@ func (h *Handler) OnWorkflowCompleted(fn func(context.Context, *WorkflowComplete
 }
 
 // OnSandboxEvent registers fn for every [SandboxEvent] (all
-// tensorlake.sandbox.* types, including ones added later and typed events
-// of the family that have no callback of their own), replacing any earlier
-// callback; nil removes it.
+// tensorlake.sandbox.* types, including ones added later), replacing any
+// earlier callback; nil removes it.
 func (h *Handler) OnSandboxEvent(fn func(context.Context, *SandboxEvent) error) { On(h, fn) }
 
 // OnApplicationEvent registers fn for every [ApplicationEvent], replacing any

@@ -1,6 +1,7 @@
 package tlwebhook
 
 import (
+	"context"
 	"reflect"
 	"slices"
 	"strings"
@@ -9,9 +10,15 @@ import (
 // The event table: every modelled event kind is declared once, in kinds.
 // Registration, dispatch, envelope access, [EventTypes], [EventKinds] (and
 // through it the test samples, the CLI's event list and the demo) derive
-// from it. Adding a typed event is: its struct (with Type and isEvent
-// methods, or embedding its family's struct), one entry below, and one
-// sample payload in tlwebhooktest/testdata/samples named after its type.
+// from it.
+//
+// A new event type of a family (tensorlake.sandbox.*, ...) already decodes
+// as the family's struct and reaches its callback (reported as additive
+// drift); modelling it is its EventType constant, one entry in its family's
+// row below, and one sample payload in tlwebhooktest/testdata/samples named
+// after its type. A new family is its struct (with Type and isEvent
+// methods), a row, its On method (register.go), a sample per type, the
+// README's event table and the test oracle's independent copy.
 var kinds = []kind{
 	jobKind[JobCreated]("OnJobCreated", EventTypeJobCreated, JobStatusPending),
 	jobKind[JobFailed]("OnJobFailed", EventTypeJobFailed, JobStatusFailure),
@@ -24,11 +31,6 @@ var kinds = []kind{
 		EventTypeApplicationCreated, EventTypeApplicationUpdated, EventTypeApplicationDeleted),
 	familyKind[RequestEvent]("OnRequestEvent", "tensorlake.application.request.",
 		EventTypeRequestCreated, EventTypeRequestCompleted, EventTypeRequestFailed),
-	// A typed event of a family: its struct embeds the family's struct (and
-	// declares no Data field of its own, which would hide the family's), so
-	// the family's callback keeps receiving it when it has no callback of
-	// its own. For example:
-	//	memberKind[SandboxSnapshotted](EventTypeSandboxSnapshotted),
 	unknownKind(),
 }
 
@@ -47,9 +49,19 @@ type EventKind struct {
 	// Prefix is set for a family: event types that start with it and are not
 	// listed in Types decode as this kind too.
 	Prefix string
-	// Family is the Struct of the family a typed event belongs to, whose
-	// callback receives it when it has none of its own; "" otherwise.
-	Family string
+
+	register func(h *Handler, fn func(context.Context, Event) error)
+}
+
+// Register registers fn as the callback of this kind's struct on h, as
+// [On] would with a typed function, replacing any earlier callback: for
+// programs that handle every kind of [EventKinds] alike. It panics for an
+// EventKind that does not come from EventKinds.
+func (k EventKind) Register(h *Handler, fn func(context.Context, Event) error) {
+	if k.register == nil {
+		panic("tlwebhook: EventKind.Register on a kind that is not from EventKinds")
+	}
+	k.register(h, fn)
 }
 
 // kind is one row of the event table.
@@ -58,7 +70,6 @@ type kind struct {
 	rtype    reflect.Type // the struct's pointer type
 	statuses []JobStatus  // job kinds: the status values that select it
 	workflow bool         // the workflow payload
-	parent   int          // index of Family in kinds, or -1
 	newEvent func() Event
 }
 
@@ -72,10 +83,12 @@ type event[E any] interface {
 func newKind[E any, P event[E]](callback string, types []EventType) kind {
 	t := reflect.TypeFor[P]()
 	return kind{
-		EventKind: EventKind{Struct: t.Elem().Name(), Callback: callback, Types: types},
-		rtype:     t,
-		parent:    -1,
-		newEvent:  func() Event { return P(new(E)) },
+		EventKind: EventKind{Struct: t.Elem().Name(), Callback: callback, Types: types,
+			register: func(h *Handler, fn func(context.Context, Event) error) {
+				On(h, func(ctx context.Context, ev P) error { return fn(ctx, ev) })
+			}},
+		rtype:    t,
+		newEvent: func() Event { return P(new(E)) },
 	}
 }
 
@@ -97,21 +110,11 @@ func familyKind[E any, P event[E]](callback, prefix string, types ...EventType) 
 	return k
 }
 
-// memberKind declares a typed event of a lifecycle family. Its struct
-// embeds the family's struct; the family is found by its prefix.
-//
-//lint:ignore U1000 used when a family member is added to the table.
-func memberKind[E any, P event[E]](types ...EventType) kind {
-	k := newKind[E, P]("", types)
-	k.Family = "?"
-	return k
-}
-
 func unknownKind() kind {
 	return newKind[UnknownEvent]("OnUnknown", nil)
 }
 
-// byType, the special rows and the parents are computed once from the
+// byType and the special rows are computed once from the
 // table.
 var (
 	byType        = map[EventType]int{}
@@ -139,17 +142,6 @@ func init() {
 			eventTypes = append(eventTypes, t)
 		}
 	}
-	for i := range kinds {
-		k := &kinds[i]
-		if k.Family == "" {
-			continue
-		}
-		f := familyOf(string(k.Types[0]))
-		if f < 0 {
-			panic("tlwebhook: " + k.Struct + " belongs to no family")
-		}
-		k.parent, k.Family = f, kinds[f].Struct
-	}
 }
 
 // familyOf returns the index of the family whose prefix is the longest
@@ -168,7 +160,7 @@ func familyOf(t string) int {
 // lifecycleKind returns the kind a lifecycle event_type decodes as: the
 // row that lists it, else its family, else unknownIndex.
 func lifecycleKind(t string) int {
-	if i, ok := byType[EventType(t)]; ok && (kinds[i].Prefix != "" || kinds[i].Family != "") {
+	if i, ok := byType[EventType(t)]; ok && kinds[i].Prefix != "" {
 		return i
 	}
 	if f := familyOf(t); f >= 0 {

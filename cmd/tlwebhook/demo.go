@@ -167,14 +167,7 @@ func demoCases(secret string) []demoCase {
 	var cases []demoCase
 	kinds := tlwebhook.EventKinds()
 	for _, k := range kinds {
-		// A typed member of a family without a method of its own reaches
-		// its family's callback.
 		callback := k.Callback
-		for _, f := range kinds {
-			if callback == "" && f.Struct == k.Family {
-				callback = f.Callback
-			}
-		}
 		for _, t := range k.Types {
 			if !tlwebhooktest.HasSample(t) {
 				continue
