@@ -24,6 +24,7 @@ import (
 
 	tl "github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/internal/everycallback"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 )
 
 // advSecret is the endpoint secret of the adversarial tests' handlers.
@@ -874,7 +875,7 @@ func TestAdversarialLogLinesBounded(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			h, _ := newAdvHandler(t,
 				tl.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))),
 				tl.WithAllowedSources(netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")),

@@ -65,18 +65,6 @@ func (k edKey) sign(id string, ts int64, body []byte) string {
 	return "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(k.priv, append(msg, body...)))
 }
 
-func edHeaders(id string, ts int64, sig string) http.Header {
-	h := http.Header{}
-	h.Set(HeaderSvixID, id)
-	h.Set(HeaderSvixTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(HeaderSvixSignature, sig)
-	return h
-}
-
-func edClock(now time.Time) VerifierOption {
-	return WithClock(func() time.Time { return now })
-}
-
 // edChecks returns how many Ed25519 verifications fn made.
 func edChecks(fn func()) int64 {
 	before := ed25519Checks.Load()
@@ -87,7 +75,7 @@ func edChecks(fn func()) int64 {
 func TestEd25519SvixKnownAnswer(t *testing.T) {
 	at := time.Unix(edKATTimestamp, 0)
 	body := []byte(edKATBody)
-	v, err := NewVerifier(edKATPublicKey, edClock(at))
+	v, err := NewVerifier(edKATPublicKey, fixedClock(at))
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -96,16 +84,16 @@ func TestEd25519SvixKnownAnswer(t *testing.T) {
 		header http.Header
 		want   error
 	}{
-		{"svix-* headers", edKATBody, edHeaders(edKATID, edKATTimestamp, edKATSignature), nil},
+		{"svix-* headers", edKATBody, svixHeaders(edKATID, edKATTimestamp, edKATSignature), nil},
 		{"webhook-* headers", edKATBody, http.Header{
 			"Webhook-Id": {edKATID}, "Webhook-Timestamp": {strconv.Itoa(edKATTimestamp)}, "Webhook-Signature": {edKATSignature},
 		}, nil},
-		{"after the v1 entry", edKATBody, edHeaders(edKATID, edKATTimestamp, edKATV1+" "+edKATSignature), nil},
-		{"body changed", edKATBody + " ", edHeaders(edKATID, edKATTimestamp, edKATSignature), ErrNoMatchingSignature},
-		{"id changed", edKATBody, edHeaders(edKATID+"x", edKATTimestamp, edKATSignature), ErrNoMatchingSignature},
-		{"timestamp changed", edKATBody, edHeaders(edKATID, edKATTimestamp+1, edKATSignature), ErrNoMatchingSignature},
-		{"as a v1 entry", edKATBody, edHeaders(edKATID, edKATTimestamp, "v1,"+strings.TrimPrefix(edKATSignature, "v1a,")), ErrNoMatchingSignature},
-		{"only the v1 entry", edKATBody, edHeaders(edKATID, edKATTimestamp, edKATV1), ErrNoMatchingSignature},
+		{"after the v1 entry", edKATBody, svixHeaders(edKATID, edKATTimestamp, edKATV1+" "+edKATSignature), nil},
+		{"body changed", edKATBody + " ", svixHeaders(edKATID, edKATTimestamp, edKATSignature), ErrNoMatchingSignature},
+		{"id changed", edKATBody, svixHeaders(edKATID+"x", edKATTimestamp, edKATSignature), ErrNoMatchingSignature},
+		{"timestamp changed", edKATBody, svixHeaders(edKATID, edKATTimestamp+1, edKATSignature), ErrNoMatchingSignature},
+		{"as a v1 entry", edKATBody, svixHeaders(edKATID, edKATTimestamp, "v1,"+strings.TrimPrefix(edKATSignature, "v1a,")), ErrNoMatchingSignature},
+		{"only the v1 entry", edKATBody, svixHeaders(edKATID, edKATTimestamp, edKATV1), ErrNoMatchingSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,10 +109,10 @@ func TestEd25519SvixKnownAnswer(t *testing.T) {
 	}
 
 	t.Run("with the v1 secret as well", func(t *testing.T) {
-		both, err := NewVerifier(edKATSecret, WithSecrets(edKATPublicKey), edClock(at))
+		both, err := NewVerifier(edKATSecret, WithSecrets(edKATPublicKey), fixedClock(at))
 		require.NoError(t, err)
 		for _, sig := range []string{edKATV1, edKATSignature, edKATV1 + " " + edKATSignature, edKATSignature + " " + edKATV1} {
-			_, err := both.Verify(body, edHeaders(edKATID, edKATTimestamp, sig))
+			_, err := both.Verify(body, svixHeaders(edKATID, edKATTimestamp, sig))
 			assert.NoError(t, err, sig)
 		}
 	})
@@ -165,9 +153,9 @@ func TestEd25519OpenSSLVectors(t *testing.T) {
 			body, err := base64.StdEncoding.DecodeString(vec.BodyBase64)
 			require.NoError(t, err)
 			at := time.Unix(vec.Timestamp, 0)
-			v, err := NewVerifier(vec.PublicKey, edClock(at))
+			v, err := NewVerifier(vec.PublicKey, fixedClock(at))
 			require.NoError(t, err)
-			h := edHeaders(vec.ID, vec.Timestamp, vec.Signature)
+			h := svixHeaders(vec.ID, vec.Timestamp, vec.Signature)
 
 			d, err := v.Verify(body, h)
 			require.NoError(t, err)
@@ -177,7 +165,7 @@ func TestEd25519OpenSSLVectors(t *testing.T) {
 			assert.ErrorIs(t, err, ErrNoMatchingSignature, "a changed body verifies")
 			other := vectors[(i+len(vectors)-1)%len(vectors)]
 			if other.PublicKey != vec.PublicKey {
-				w, err := NewVerifier(other.PublicKey, edClock(at))
+				w, err := NewVerifier(other.PublicKey, fixedClock(at))
 				require.NoError(t, err)
 				_, err = w.Verify(body, h)
 				assert.ErrorIs(t, err, ErrNoMatchingSignature, "another key verifies")
@@ -248,9 +236,9 @@ func TestEd25519OpenSSLLive(t *testing.T) {
 		require.Len(t, sig, ed25519.SignatureSize)
 		entry := "v1a," + base64.StdEncoding.EncodeToString(sig)
 
-		_, err = v.Verify(body, edHeaders(id, ts, entry))
+		_, err = v.Verify(body, svixHeaders(id, ts, entry))
 		require.NoError(t, err, "delivery %d (%d bytes)", i, len(body))
-		_, err = v.Verify(body, edHeaders(id, ts+1, entry))
+		_, err = v.Verify(body, svixHeaders(id, ts+1, entry))
 		require.ErrorIs(t, err, ErrNoMatchingSignature)
 	}
 }
@@ -300,11 +288,11 @@ func TestEd25519MixedHeaders(t *testing.T) {
 		{"V1A in upper case", "V1A," + strings.TrimPrefix(v1a, "v1a,"), nil},
 	}
 	for cname, keys := range configs {
-		v, err := NewVerifier(keys[0], WithSecrets(keys[1:]...), edClock(now))
+		v, err := NewVerifier(keys[0], WithSecrets(keys[1:]...), fixedClock(now))
 		require.NoError(t, err)
 		for _, tt := range tests {
 			t.Run(cname+"/"+tt.name, func(t *testing.T) {
-				_, err := v.Verify(body, edHeaders(id, ts, tt.sig))
+				_, err := v.Verify(body, svixHeaders(id, ts, tt.sig))
 				if tt.accepted[cname] {
 					assert.NoError(t, err)
 					return
@@ -359,20 +347,20 @@ func TestEd25519Rotation(t *testing.T) {
 			require.NoError(t, err)
 			for i, sign := range rot.accepted {
 				id := fmt.Sprintf("msg_ok_%d", i)
-				hdr := edHeaders(id, now.Unix(), sign(id))
+				hdr := svixHeaders(id, now.Unix(), sign(id))
 				_, err := v.Verify(body, hdr)
 				assert.NoError(t, err, "accepted signer %d", i)
 				assert.Equal(t, http.StatusNoContent, serveEd(h, body, hdr), "accepted signer %d", i)
 			}
 			for i, sign := range rot.rejected {
 				id := fmt.Sprintf("msg_ko_%d", i)
-				hdr := edHeaders(id, now.Unix(), sign(id))
+				hdr := svixHeaders(id, now.Unix(), sign(id))
 				_, err := v.Verify(body, hdr)
 				assert.ErrorIs(t, err, ErrNoMatchingSignature, "rejected signer %d", i)
 				assert.Equal(t, http.StatusUnauthorized, serveEd(h, body, hdr), "rejected signer %d", i)
 			}
 			// Both signatures in one header, as Svix sends during a rotation.
-			hdr := edHeaders("msg_both", now.Unix(), rot.accepted[0]("msg_both")+" "+rot.accepted[1]("msg_both"))
+			hdr := svixHeaders("msg_both", now.Unix(), rot.accepted[0]("msg_both")+" "+rot.accepted[1]("msg_both"))
 			_, err = v.Verify(body, hdr)
 			assert.NoError(t, err)
 		})
@@ -497,7 +485,7 @@ func TestEd25519TimestampAndHeaderSets(t *testing.T) {
 		if kind == "v1a" {
 			k = key.pub
 		}
-		v, err := NewVerifier(k, edClock(now))
+		v, err := NewVerifier(k, fixedClock(now))
 		require.NoError(t, err)
 		for _, tt := range tests {
 			t.Run(kind+"/"+tt.name, func(t *testing.T) {
@@ -575,25 +563,25 @@ func TestEd25519VerificationCost(t *testing.T) {
 	}
 
 	t.Run("malformed entries cost nothing", func(t *testing.T) {
-		v, err := NewVerifier(k1.pub, WithSecrets(k2.pub, k3.pub), edClock(now))
+		v, err := NewVerifier(k1.pub, WithSecrets(k2.pub, k3.pub), fixedClock(now))
 		require.NoError(t, err)
 		var all []string
 		for name, sig := range malformed {
 			all = append(all, sig)
 			checks := edChecks(func() {
-				_, err := v.Verify(body, edHeaders(id, ts, sig))
+				_, err := v.Verify(body, svixHeaders(id, ts, sig))
 				assert.ErrorIs(t, err, ErrNoMatchingSignature, name)
 			})
 			assert.Zero(t, checks, name)
 		}
 		checks := edChecks(func() {
-			_, err := v.Verify(body, edHeaders(id, ts, strings.Join(all, " ")))
+			_, err := v.Verify(body, svixHeaders(id, ts, strings.Join(all, " ")))
 			assert.ErrorIs(t, err, ErrNoMatchingSignature)
 		})
 		assert.Zero(t, checks, "all malformed entries together")
 		// The valid entry after them is still found: one check.
 		checks = edChecks(func() {
-			_, err := v.Verify(body, edHeaders(id, ts, strings.Join(all, " ")+" "+valid))
+			_, err := v.Verify(body, svixHeaders(id, ts, strings.Join(all, " ")+" "+valid))
 			assert.NoError(t, err)
 		})
 		assert.Equal(t, int64(1), checks)
@@ -626,10 +614,10 @@ func TestEd25519VerificationCost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := NewVerifier(tt.keys[0], WithSecrets(tt.keys[1:]...), edClock(now))
+			v, err := NewVerifier(tt.keys[0], WithSecrets(tt.keys[1:]...), fixedClock(now))
 			require.NoError(t, err)
 			checks := edChecks(func() {
-				_, err = v.Verify(body, edHeaders(id, ts, tt.sig))
+				_, err = v.Verify(body, svixHeaders(id, ts, tt.sig))
 			})
 			if tt.accept {
 				assert.NoError(t, err)
@@ -642,14 +630,14 @@ func TestEd25519VerificationCost(t *testing.T) {
 	}
 
 	t.Run("through the Handler, before and after the body", func(t *testing.T) {
-		h, err := NewHandler(k1.pub, WithSecrets(k2.pub), WithLogger(edDiscardLogger()), edClock(now))
+		h, err := NewHandler(k1.pub, WithSecrets(k2.pub), WithLogger(edDiscardLogger()), fixedClock(now))
 		require.NoError(t, err)
 		checks := edChecks(func() {
-			assert.Equal(t, http.StatusUnauthorized, serveEd(h, body, edHeaders(id, ts, malformed["88 characters, no padding"])))
+			assert.Equal(t, http.StatusUnauthorized, serveEd(h, body, svixHeaders(id, ts, malformed["88 characters, no padding"])))
 		})
 		assert.Zero(t, checks)
 		checks = edChecks(func() {
-			assert.Equal(t, http.StatusUnauthorized, serveEd(h, body, edHeaders(id, ts, many(10))))
+			assert.Equal(t, http.StatusUnauthorized, serveEd(h, body, svixHeaders(id, ts, many(10))))
 		})
 		// The 401 diagnosis may re-check a re-encoded body, each time within the same bound.
 		assert.Positive(t, checks)
@@ -670,9 +658,9 @@ func TestEd25519ZeroAllocs(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, n := range []int{0, 256, 2048, 60 << 10} {
 		body := bytes.Repeat([]byte("x"), n)
-		v, err := NewVerifier(k.pub, WithSecrets(other.pub), edClock(now))
+		v, err := NewVerifier(k.pub, WithSecrets(other.pub), fixedClock(now))
 		require.NoError(t, err)
-		h := edHeaders("msg_allocs", now.Unix(), k.sign("msg_allocs", now.Unix(), body))
+		h := svixHeaders("msg_allocs", now.Unix(), k.sign("msg_allocs", now.Unix(), body))
 		var verr error
 		allocs := testing.AllocsPerRun(50, func() { _, verr = v.Verify(body, h) })
 		require.NoError(t, verr)
@@ -692,14 +680,14 @@ func FuzzVerifyEd25519(f *testing.F) {
 	f.Add("v1a," + strings.Repeat("/", 86) + "==")
 	f.Add("v1a,,v1a, v1a," + strings.Repeat("+", 85) + "=")
 	f.Add(strings.Repeat("v1a,"+strings.Repeat("A", 86)+"== ", 70))
-	v, err := NewVerifier(k.pub, WithSecrets(newEdKey(f, r).pub), edClock(time.Unix(1, 0)))
+	v, err := NewVerifier(k.pub, WithSecrets(newEdKey(f, r).pub), fixedClock(time.Unix(1, 0)))
 	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, sig string) {
 		if strings.Contains(sig, strings.TrimPrefix(k.sign("msg_f", 1, body), "v1a,")) {
 			return
 		}
 		var err error
-		checks := edChecks(func() { _, err = v.Verify(body, edHeaders("msg_f", 1, sig)) })
+		checks := edChecks(func() { _, err = v.Verify(body, svixHeaders("msg_f", 1, sig)) })
 		if err == nil {
 			t.Fatalf("accepted %q", sig)
 		}
@@ -745,7 +733,7 @@ func BenchmarkVerifyEd25519(b *testing.B) {
 			b.Run(c.name+"/"+size.name, func(b *testing.B) {
 				v, err := NewVerifier(c.key)
 				require.NoError(b, err)
-				h := edHeaders(id, now.Unix(), c.sig)
+				h := svixHeaders(id, now.Unix(), c.sig)
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
 				for b.Loop() {

@@ -69,8 +69,6 @@ func assertNoneOf(t *testing.T, where, text string, forbidden []string) {
 	assert.Emptyf(t, leaked, "%s reveals forbidden strings (indexes into the forbidden list)", where)
 }
 
-type syncBuffer = testutil.SyncBuffer
-
 // failingDedup is a deduplicator whose store is down.
 type failingDedup struct{}
 
@@ -143,7 +141,7 @@ func TestHygieneResponsesAndLogs(t *testing.T) {
 	forbidden := keyForms()
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			opts := append([]tl.HandlerOption{tl.WithSecrets(secret2), tl.WithLogger(logger)}, tc.opts...)
 			h, err := tl.NewHandler(secret1, opts...)

@@ -91,8 +91,9 @@ func dump(ev Event) string {
 	return fmt.Sprintf("%T %s", ev, b)
 }
 
-// TestParseEventFixtures checks every sample and fixture against the oracle.
-func TestParseEventFixtures(t *testing.T) {
+// TestParseEventAgreesWithOracle checks every sample and fixture against the
+// oracle.
+func TestParseEventAgreesWithOracle(t *testing.T) {
 	for _, path := range benchPayloads(t) {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".json"), func(t *testing.T) {
 			breaking := filepath.Base(path) == "lifecycle_bad_version.json"

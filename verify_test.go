@@ -867,8 +867,6 @@ func TestVerifyZeroAllocs(t *testing.T) {
 	}
 }
 
-type syncBuffer = testutil.SyncBuffer
-
 // countingReader counts the bytes read through it.
 type countingReader struct {
 	io.ReadCloser
@@ -893,7 +891,7 @@ func TestMiddleware(t *testing.T) {
 	const limit = 1024
 	r := rand.New(rand.NewPCG(9, 10))
 	secret := randomSecret(r)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	v, err := NewVerifier(secret, WithMaxBodyBytes(limit), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 
