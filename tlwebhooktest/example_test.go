@@ -52,3 +52,27 @@ func ExampleSigner_stale() {
 	fmt.Println(rec.Code)
 	// Output: 401
 }
+
+// A FakeClock drives every clock option in a test: here, a Handler's
+// timestamp check, with a Signer signing at the same fake time.
+func ExampleFakeClock() {
+	clock := tlwebhooktest.NewFakeClock(time.Date(2026, 7, 24, 20, 0, 0, 0, time.UTC))
+	secret := tlwebhooktest.NewSecret()
+	h, _ := tlwebhook.NewHandler(secret, tlwebhook.WithClock(clock.Now))
+	signer, _ := tlwebhooktest.NewSigner(secret)
+	body := tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted)
+
+	req := signer.NewRequest("/webhooks/tensorlake", body) // signed at the real time
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println("signed now, checked in 2026:", rec.Code)
+
+	signer.Now = clock.Now
+	clock.Advance(10 * time.Minute) // the Handler's clock only
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, signer.NewRequest("/webhooks/tensorlake", body))
+	fmt.Println("signed and checked on the fake clock:", rec.Code)
+	// Output:
+	// signed now, checked in 2026: 401
+	// signed and checked on the fake clock: 204
+}
