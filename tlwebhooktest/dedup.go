@@ -210,6 +210,9 @@ func (c suiteConfig) run(t *testing.T, sc dedupScenario) error {
 		period: c.Period,
 		margin: c.Margin,
 		issued: map[string]bool{},
+		leases: map[string]span{},
+
+		shortLease: sc.lease == short,
 	}
 	if r.d = open(); r.d == nil {
 		return errors.New("the open function of DeduplicatorSuite.New returned nil")

@@ -24,6 +24,8 @@ type dedupRun struct {
 	sleep          func(time.Duration)
 	period, margin time.Duration
 	issued         map[string]bool // every token a claim returned
+	shortLease     bool            // claims last a period
+	leases         map[string]span // when each token's lease last began: its claim or latest renewal
 
 	step int   // operations played
 	err  error // the first failure
@@ -141,6 +143,7 @@ func (r *dedupRun) tryClaim(key string, want tlwebhook.ClaimResult, live span) (
 		}
 		return h, nil
 	}
+	r.leases[token] = h.at
 	return h, r.newToken(token)
 }
 
@@ -191,6 +194,13 @@ func (r *dedupRun) settle(op string, h held, lost bool) span {
 		err = r.lr.Renew(r.ctx, h.key, h.token)
 	}
 	at := span{start, r.now()}
+	if !lost && errors.Is(err, tlwebhook.ErrClaimLost) && r.shortLease && r.late(r.leases[h.token], at.end) {
+		check(fmt.Errorf("%w: the claim was lost, but the answer came after its lease ended: %w", errTooSlow, err))
+		return at
+	}
+	if err == nil && op == "Renew" {
+		r.leases[h.token] = at
+	}
 	check(r.settled(op, err, lost))
 	return at
 }

@@ -263,9 +263,10 @@ func TestDeduplicatorHelperProcess(t *testing.T) {
 	TestDeduplicator(t, toySuite(toyBugCases[i].bugs))
 }
 
-// TestDeduplicatorTooSlow: a claim expected to find the key
-// held but answered after the period ended is skipped, not failed; one
-// answered within the period that finds the key gone fails.
+// TestDeduplicatorTooSlow: a claim expected to find the key held, or a
+// renewal or completion expected to find its claim, but answered after
+// the period ended is skipped, not failed; one answered within the period
+// that finds the key gone fails.
 func TestDeduplicatorTooSlow(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -288,6 +289,23 @@ func TestDeduplicatorTooSlow(t *testing.T) {
 			r.untilGone(t1.at)
 			r.dup("k", tlwebhook.ClaimDone, none)
 		}, false},
+		{"renewal answered after the lease", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilGone(t1.at)
+			r.renew(t1)
+		}, true},
+		{"renewal answered within the lease, lease too short", 100 * time.Millisecond, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilLive(t1.at)
+			r.renew(t1)
+		}, false},
+		{"completion answered after a renewed lease", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilLive(t1.at)
+			renewed := r.renew(t1)
+			r.untilGone(renewed)
+			r.complete(t1)
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
