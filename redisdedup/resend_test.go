@@ -182,7 +182,13 @@ func (p *lateReplyProxy) relay(down net.Conn) {
 // of a message away with 409 and leave it waiting a whole lease.
 func TestResentRequests(t *testing.T) {
 	addr := redisAddr(t)
-	const readTimeout = 100 * time.Millisecond
+	// The held reply always outlasts the read timeout; every other reply
+	// must come within it, on a loaded machine too. The lease is the
+	// shortest that New accepts with it.
+	const (
+		readTimeout = 500 * time.Millisecond
+		lease       = 3 * readTimeout
+	)
 	proxy := newLateReplyProxy(t, addr)
 	c := redis.NewClient(&redis.Options{
 		Addr:            proxy.addr(),
@@ -194,7 +200,7 @@ func TestResentRequests(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	direct := newClient(t, addr)
 	prefix := testPrefix(t, direct)
-	d := newDedup(t, c, redisdedup.WithPrefix(prefix), redisdedup.WithLease(time.Second))
+	d := newDedup(t, c, redisdedup.WithPrefix(prefix), redisdedup.WithLease(lease))
 	ctx := context.Background()
 
 	// Load every script into Redis's cache, so that the first call of
@@ -284,7 +290,8 @@ func TestResentRequests(t *testing.T) {
 func TestLateReplyProxy(t *testing.T) {
 	addr := redisAddr(t)
 	proxy := newLateReplyProxy(t, addr)
-	c := redis.NewClient(&redis.Options{Addr: proxy.addr(), ReadTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	// Every reply but the held one must come within the read timeout.
+	c := redis.NewClient(&redis.Options{Addr: proxy.addr(), ReadTimeout: time.Second, MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx := context.Background()
 	script := redis.NewScript(`return 7`)
