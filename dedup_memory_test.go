@@ -18,28 +18,6 @@ import (
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
-// memTestClock is a settable clock, safe for concurrent use.
-type memTestClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newMemTestClock() *memTestClock {
-	return &memTestClock{t: time.Date(2026, 7, 24, 20, 0, 0, 0, time.UTC)}
-}
-
-func (c *memTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *memTestClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const (
 	memTestLease     = 30 * time.Second
 	memTestRetention = 48 * time.Hour
@@ -49,7 +27,7 @@ const (
 // with a margin of a nanosecond, it checks that claims and completions last
 // exactly as long as MemoryLease and MemoryRetention say.
 func TestMemoryDeduplicatorSuite(t *testing.T) {
-	clock := newMemTestClock()
+	clock := tlwebhooktest.NewFakeClock(time.Time{})
 	tlwebhooktest.TestDeduplicator(t, tlwebhooktest.DeduplicatorSuite{
 		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
 			d := newMem(t,
@@ -77,7 +55,7 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newMemTestClock()
+			clock := tlwebhooktest.NewFakeClock(time.Time{})
 			d := newMem(t, tlwebhook.MemoryClock(clock.Now))
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
@@ -149,9 +127,9 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		run  func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock)
+		run  func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock)
 	}{
-		{"renewals extend the claim", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"renewals extend the claim", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			for range 5 {
 				clock.Advance(memTestLease - time.Nanosecond)
@@ -165,7 +143,7 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 			lost(t, d.Release(ctx, "k", token), "the lease ran out")
 			memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 		}},
-		{"a renewed claim is not swept as expired", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"a renewed claim is not swept as expired", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			token := memClaim(t, d, "a", tlwebhook.ClaimAcquired)
 			clock.Advance(time.Second)
 			memClaim(t, d, "b", tlwebhook.ClaimAcquired)
@@ -179,7 +157,7 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 			require.NoError(t, d.Complete(ctx, "a", token))
 			memClaim(t, d, "b", tlwebhook.ClaimAcquired)
 		}},
-		{"lapsed and claimed again", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"lapsed and claimed again", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			stale := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			clock.Advance(memTestLease)
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
@@ -190,7 +168,7 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 			require.NoError(t, d.Renew(ctx, "k", token))
 			require.NoError(t, d.Complete(ctx, "k", token))
 		}},
-		{"completed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+		{"completed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *tlwebhooktest.FakeClock) {
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			require.NoError(t, d.Complete(ctx, "k", token))
 			require.NoError(t, d.Complete(ctx, "k", token), "completing again with the same token")
@@ -199,14 +177,14 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 			lost(t, d.Complete(ctx, "k", token+"x"), "completed")
 			memClaim(t, d, "k", tlwebhook.ClaimDone)
 		}},
-		{"released", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+		{"released", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *tlwebhooktest.FakeClock) {
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			require.NoError(t, d.Release(ctx, "k", token))
 			lost(t, d.Renew(ctx, "k", token), "no record")
 			lost(t, d.Complete(ctx, "k", token), "no record")
 			memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 		}},
-		{"never claimed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+		{"never claimed", func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *tlwebhooktest.FakeClock) {
 			for _, token := range []string{"", "00000000000000000000000000000000"} {
 				lost(t, d.Renew(ctx, "k", token), "no record")
 				lost(t, d.Complete(ctx, "k", token), "no record")
@@ -217,7 +195,7 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newMemTestClock()
+			clock := tlwebhooktest.NewFakeClock(time.Time{})
 			d := newMem(t,
 				tlwebhook.MemoryClock(clock.Now),
 				tlwebhook.MemoryLease(memTestLease),
@@ -252,9 +230,9 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 	tests := []struct {
 		name string
 		max  int
-		run  func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock)
+		run  func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock)
 	}{
-		{"full of live claims: claim fails, claims survive", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+		{"full of live claims: claim fails, claims survive", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *tlwebhooktest.FakeClock) {
 			ta := memClaim(t, d, "a", claimed)
 			memClaim(t, d, "b", claimed)
 			token, res, err := d.Claim(context.Background(), "c")
@@ -269,7 +247,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "c", claimed)
 			assert.Equal(t, 2, d.Len())
 		}},
-		{"full of live claims: room again once a lease passes", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"full of live claims: room again once a lease passes", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			memClaim(t, d, "a", claimed)
 			clock.Advance(time.Second)
 			memClaim(t, d, "b", claimed)
@@ -281,7 +259,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "c", inProgress)
 			assert.Equal(t, 2, d.Len())
 		}},
-		{"an expired claim goes before a live completion", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"an expired claim goes before a live completion", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			memComplete(t, d, "a", memClaim(t, d, "a", claimed))
 			memClaim(t, d, "b", claimed)
 			clock.Advance(memTestLease) // b expired; a retained
@@ -290,7 +268,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "a", completed)
 			memClaim(t, d, "c", inProgress)
 		}},
-		{"an expired completion goes before a live completion", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"an expired completion goes before a live completion", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			memComplete(t, d, "a", memClaim(t, d, "a", claimed))
 			clock.Advance(time.Hour)
 			memComplete(t, d, "b", memClaim(t, d, "b", claimed))
@@ -300,7 +278,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "b", completed)
 			memClaim(t, d, "c", inProgress)
 		}},
-		{"oldest completion evicted, live claims kept", 3, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"oldest completion evicted, live claims kept", 3, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			memComplete(t, d, "a", memClaim(t, d, "a", claimed))
 			clock.Advance(time.Second)
 			memComplete(t, d, "b", memClaim(t, d, "b", claimed))
@@ -315,7 +293,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			require.ErrorIs(t, err, tlwebhook.ErrDeduplicatorFull, "b was evicted, and a, c, d are live claims")
 			assert.Equal(t, 3, d.Len())
 		}},
-		{"eviction follows completion order, not claim order", 3, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *memTestClock) {
+		{"eviction follows completion order, not claim order", 3, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, _ *tlwebhooktest.FakeClock) {
 			ta := memClaim(t, d, "a", claimed)
 			tb := memClaim(t, d, "b", claimed)
 			memComplete(t, d, "b", tb)
@@ -325,7 +303,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "a", completed)
 			memClaim(t, d, "b", claimed)
 		}},
-		{"a reclaimed key counts as a new claim", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"a reclaimed key counts as a new claim", 2, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			memClaim(t, d, "a", claimed)
 			clock.Advance(time.Second)
 			memClaim(t, d, "b", claimed)
@@ -335,7 +313,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 			memClaim(t, d, "b", inProgress)
 			memClaim(t, d, "c", inProgress)
 		}},
-		{"expired entries are dropped as the table is used", 100, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *memTestClock) {
+		{"expired entries are dropped as the table is used", 100, func(t *testing.T, d *tlwebhook.MemoryDeduplicator, clock *tlwebhooktest.FakeClock) {
 			for i := range 20 {
 				memComplete(t, d, "done"+strconv.Itoa(i), memClaim(t, d, "done"+strconv.Itoa(i), claimed))
 				memClaim(t, d, "crashed"+strconv.Itoa(i), claimed)
@@ -350,7 +328,7 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newMemTestClock()
+			clock := tlwebhooktest.NewFakeClock(time.Time{})
 			d := newMem(t,
 				tlwebhook.MemoryClock(clock.Now),
 				tlwebhook.MemoryLease(memTestLease),
@@ -373,7 +351,7 @@ func TestMemoryDeduplicatorConcurrentMixed(t *testing.T) {
 		keys       = 40
 		max        = 24
 	)
-	clock := newMemTestClock()
+	clock := tlwebhooktest.NewFakeClock(time.Time{})
 	d := newMem(t,
 		tlwebhook.MemoryClock(clock.Now),
 		// No lease passes during the test, so two holders at once would be

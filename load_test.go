@@ -161,7 +161,7 @@ func TestLoad(t *testing.T) {
 	assert.Len(t, calls, valid, "callbacks ran for deliveries that were not sent valid")
 
 	// Goroutines back to the baseline.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for runtime.NumGoroutine() > baseGoroutines && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -204,7 +204,7 @@ func TestObserver(t *testing.T) {
 	obs := &obsRecorder{}
 	dedup, err := tl.NewMemoryDeduplicator()
 	require.NoError(t, err)
-	h := quietHandler(t, secret, tl.WithObserver(obs), tl.WithDeduplicator(dedup), tl.WithCallbackTimeout(50*time.Millisecond))
+	h := quietHandler(t, secret, tl.WithObserver(obs), tl.WithDeduplicator(dedup), tl.WithCallbackTimeout(time.Second))
 	boom := errors.New("boom")
 	h.OnJobCompleted(func(context.Context, *tl.JobCompleted) error { time.Sleep(time.Millisecond); return nil })
 	h.OnJobFailed(func(context.Context, *tl.JobFailed) error { return boom })

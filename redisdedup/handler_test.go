@@ -131,11 +131,14 @@ func TestHandlerCompletesAfterClientGone(t *testing.T) {
 			require.ErrorIs(t, err, context.Canceled)
 
 			// The retry arrives once the first callback has returned.
+			// Until then it meets the claim (409); the wait stays well
+			// under the 30s lease, after which an unsettled claim would
+			// let the retry run the callback again.
 			var status int
 			require.Eventually(t, func() bool {
 				status = post(t, signedRequest(t, srv.URL, msgID, body))
 				return status != http.StatusConflict
-			}, 3*time.Second, 20*time.Millisecond, "the claim of the finished callback is never settled")
+			}, 20*time.Second, 20*time.Millisecond, "the claim of the finished callback is never settled")
 			assert.Equal(t, http.StatusNoContent, status)
 			assert.Equal(t, int32(1), runs.Load(), "callback runs")
 		})

@@ -28,14 +28,9 @@ import (
 // random prefixes and delete them afterwards). Without it, they start a
 // redis-server of their own on a free port of 127.0.0.1, without
 // persistence, and stop it when they end. When neither is possible they are
-// skipped, saying why, unless CI is true: there a missing Redis fails them.
-// `. .ci/redis.sh` installs redis-server if missing.
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testRedis.stop()
-	os.Exit(code)
-}
+// skipped, saying why once for the package (see TestMain), unless CI is
+// true: there a missing Redis fails them. `. .ci/redis.sh` installs
+// redis-server if missing.
 
 // testRedis is the Redis of this test binary, found or started once.
 var testRedis redisServer
@@ -53,6 +48,7 @@ type redisServer struct {
 // skipped, unless CI is set to true: there a missing Redis is a failure.
 func redisAddr(tb testing.TB) string {
 	tb.Helper()
+	logToTest(tb)
 	testRedis.once.Do(testRedis.find)
 	if testRedis.addr == "" {
 		redisUnavailable(tb, testRedis.why)
@@ -210,6 +206,7 @@ func newDedup(tb testing.TB, c redis.UniversalClient, opts ...redisdedup.Option)
 // nor redials for long.
 func downClient(tb testing.TB) *redis.Client {
 	tb.Helper()
+	logToTest(tb)
 	port, err := freePort()
 	if err != nil {
 		tb.Fatal(err)

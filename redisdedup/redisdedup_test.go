@@ -80,36 +80,51 @@ func TestRecords(t *testing.T) {
 			d := newDedup(t, c, opts...)
 			assert.Equal(t, lease, d.Lease())
 			rkey := prefix + k
-			pttl := func() time.Duration { return c.PTTL(ctx, rkey).Val() }
 
+			since := time.Now()
 			token, res, err := d.Claim(ctx, k)
 			require.NoError(t, err)
 			require.Equal(t, tlwebhook.ClaimAcquired, res)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val())
-			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "lease as expiry")
+			assertTTL(t, c, rkey, lease, since, "lease as expiry")
 
 			require.NoError(t, c.PExpire(ctx, rkey, time.Second).Err())
+			since = time.Now()
 			require.NoError(t, d.Renew(ctx, k, token))
 			assert.Equal(t, "claim:"+token, c.Get(ctx, rkey).Val(), "renewal keeps the value")
-			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "renewal: a full lease again")
+			assertTTL(t, c, rkey, lease, since, "renewal: a full lease again")
 
+			since = time.Now()
 			require.NoError(t, d.Complete(ctx, k, token))
 			assert.Equal(t, "done:"+token, c.Get(ctx, rkey).Val())
-			assert.InDelta(t, retention.Milliseconds(), pttl().Milliseconds(), 1000, "retention as expiry")
+			assertTTL(t, c, rkey, retention, since, "retention as expiry")
 
 			require.NoError(t, c.Del(ctx, rkey).Err())
 			token, _, err = d.Claim(ctx, k)
 			require.NoError(t, err)
+			since = time.Now()
 			require.NoError(t, d.Release(ctx, k, token))
 			assert.Equal(t, "free:"+token, c.Get(ctx, rkey).Val(), "released key: a marker for resent releases")
-			assert.InDelta(t, lease.Milliseconds(), pttl().Milliseconds(), 1000, "the marker lasts a lease")
+			assertTTL(t, c, rkey, lease, since, "the marker lasts a lease")
 			token2, res, err := d.Claim(ctx, k)
 			require.NoError(t, err)
 			assert.Equal(t, tlwebhook.ClaimAcquired, res, "a released key is free")
 			assert.Equal(t, "claim:"+token2, c.Get(ctx, rkey).Val())
 		})
 	}
+}
+
+// assertTTL checks that key expires want after an operation started at
+// since and done before now: its time to live is at most want, and at
+// least want less the time that has passed since (and a millisecond, which
+// Redis rounds to).
+func assertTTL(t *testing.T, c *redis.Client, key string, want time.Duration, since time.Time, msg string) {
+	t.Helper()
+	ttl := c.PTTL(context.Background(), key).Val()
+	elapsed := time.Since(since)
+	assert.LessOrEqual(t, ttl, want, msg)
+	assert.GreaterOrEqual(t, ttl, want-elapsed-time.Millisecond, "%s (%v since the operation began)", msg, elapsed)
 }
 
 // TestLegacyDone: a completion written by an earlier version, a bare
@@ -354,12 +369,11 @@ func TestLeaseMilliseconds(t *testing.T) {
 	ctx := context.Background()
 	lease := 15*time.Second + 300*time.Microsecond
 	d := newDedup(t, c, redisdedup.WithPrefix(prefix), redisdedup.WithLease(lease), redisdedup.WithRetention(lease))
+	since := time.Now()
 	_, res, err := d.Claim(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, tlwebhook.ClaimAcquired, res)
-	ttl := c.PTTL(ctx, prefix+"k").Val()
-	assert.Greater(t, ttl, 15*time.Second-50*time.Millisecond)
-	assert.LessOrEqual(t, ttl, 15001*time.Millisecond)
+	assertTTL(t, c, prefix+"k", 15001*time.Millisecond, since, "the lease in whole milliseconds, rounded up")
 }
 
 func BenchmarkRedisClaimComplete(b *testing.B) {

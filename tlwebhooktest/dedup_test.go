@@ -1,15 +1,10 @@
 package tlwebhooktest
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,189 +25,6 @@ func TestDeduplicatorMemoryRealTime(t *testing.T) {
 			return func() tlwebhook.Deduplicator { return d }
 		},
 	})
-}
-
-// fakeClock is a clock that moves only when told, safe for concurrent use.
-type fakeClock struct {
-	base    time.Time
-	elapsed atomic.Int64 // nanoseconds
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{base: time.Date(2026, 7, 24, 20, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time          { return c.base.Add(time.Duration(c.elapsed.Load())) }
-func (c *fakeClock) Advance(d time.Duration) { c.elapsed.Add(int64(d)) }
-
-// toyBugs are the defects a toyDedup can be given, each against one clause
-// of the Deduplicator contract.
-type toyBugs struct {
-	releaseIgnoresToken  bool // Release deletes the key's record, whatever the token and state (and still reports the loss)
-	completeIgnoresToken bool // Complete marks the key done, whatever the token and state (and still reports the loss)
-	neverInProgress      bool // a key claimed and live is claimed again
-	leaseNeverEnds       bool // a claim lasts until completed or released
-	retentionFromClaim   bool // a completion is kept for the retention from the claim
-	sameToken            bool // every claim gets the same token
-	tokenWhenInProgress  bool // ClaimInProgress comes with the holder's token
-	checkThenSet         bool // Claim reads the key and writes it in two steps
-	silentLoss           bool // Complete, Release and Renew return nil when the token no longer holds the claim
-	renewIgnoresToken    bool // Renew extends the key's claim, whatever the token (and still reports the loss)
-	renewNeverExtends    bool // Renew returns nil and changes nothing
-	renewFromClaim       bool // Renew extends the claim to a lease from the claim, not from now
-	wrongLease           bool // Lease reports twice the lease
-	notRenewer           bool // the deduplicator is not a LeaseRenewer (and its losses are silent)
-}
-
-// toyDedup is a small Deduplicator, correct unless given bugs, kept in
-// memory with the clock of the suite.
-type toyDedup struct {
-	lease, retention time.Duration
-	now              func() time.Time
-	bugs             toyBugs
-
-	mu      sync.Mutex
-	entries map[string]toyEntry
-	seq     int
-}
-
-type toyEntry struct {
-	token            string
-	done             bool
-	claimed, expires time.Time
-}
-
-func (d *toyDedup) Claim(_ context.Context, key string) (string, tlwebhook.ClaimResult, error) {
-	now := d.now()
-	d.mu.Lock()
-	e, ok := d.entries[key]
-	live := ok && now.Before(e.expires)
-	if d.bugs.checkThenSet {
-		d.mu.Unlock()
-		time.Sleep(time.Millisecond)
-		d.mu.Lock()
-	}
-	defer d.mu.Unlock()
-	switch {
-	case live && e.done:
-		return "", tlwebhook.ClaimDone, nil
-	case live && d.bugs.tokenWhenInProgress:
-		return e.token, tlwebhook.ClaimInProgress, nil
-	case live && !d.bugs.neverInProgress:
-		return "", tlwebhook.ClaimInProgress, nil
-	}
-	d.seq++
-	token := "token" + strconv.Itoa(d.seq)
-	if d.bugs.sameToken {
-		token = "token"
-	}
-	expires := now.Add(d.lease)
-	if d.bugs.leaseNeverEnds {
-		expires = now.Add(1000 * time.Hour)
-	}
-	d.entries[key] = toyEntry{token: token, claimed: now, expires: expires}
-	return token, tlwebhook.ClaimAcquired, nil
-}
-
-// holds reports whether token holds a live claim on e.
-func (d *toyDedup) holds(e toyEntry, ok bool, token string) bool {
-	return ok && !e.done && d.now().Before(e.expires) && e.token == token
-}
-
-// lost is the error of an operation whose token no longer holds the claim.
-func (d *toyDedup) lost() error {
-	if d.bugs.silentLoss || d.bugs.notRenewer {
-		return nil
-	}
-	return fmt.Errorf("toy: %w", tlwebhook.ErrClaimLost)
-}
-
-func (d *toyDedup) Complete(_ context.Context, key, token string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[key]
-	held := d.holds(e, ok, token)
-	if held || d.bugs.completeIgnoresToken {
-		from := d.now()
-		if d.bugs.retentionFromClaim && ok {
-			from = e.claimed
-		}
-		d.entries[key] = toyEntry{done: true, claimed: e.claimed, expires: from.Add(d.retention)}
-	}
-	if !held {
-		return d.lost()
-	}
-	return nil
-}
-
-func (d *toyDedup) Release(_ context.Context, key, token string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[key]
-	held := d.holds(e, ok, token)
-	if held || d.bugs.releaseIgnoresToken {
-		delete(d.entries, key)
-	}
-	if !held {
-		return d.lost()
-	}
-	return nil
-}
-
-func (d *toyDedup) Lease() time.Duration {
-	if d.bugs.wrongLease {
-		return 2 * d.lease
-	}
-	return d.lease
-}
-
-func (d *toyDedup) Renew(_ context.Context, key, token string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[key]
-	held := d.holds(e, ok, token)
-	if (held || d.bugs.renewIgnoresToken && ok && !e.done) && !d.bugs.renewNeverExtends {
-		from := d.now()
-		if d.bugs.renewFromClaim {
-			from = e.claimed
-		}
-		e.expires = from.Add(d.lease)
-		d.entries[key] = e
-	}
-	if !held {
-		return d.lost()
-	}
-	return nil
-}
-
-// toyPlain hides the Renew and Lease of a toyDedup: a Deduplicator that is
-// not a LeaseRenewer.
-type toyPlain struct{ d *toyDedup }
-
-func (p toyPlain) Claim(ctx context.Context, key string) (string, tlwebhook.ClaimResult, error) {
-	return p.d.Claim(ctx, key)
-}
-func (p toyPlain) Complete(ctx context.Context, key, token string) error {
-	return p.d.Complete(ctx, key, token)
-}
-func (p toyPlain) Release(ctx context.Context, key, token string) error {
-	return p.d.Release(ctx, key, token)
-}
-
-// toySuite returns a suite in fake time of toyDedups with bugs.
-func toySuite(bugs toyBugs) DeduplicatorSuite {
-	clock := newFakeClock()
-	return DeduplicatorSuite{
-		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
-			d := &toyDedup{lease: lease, retention: retention, now: clock.Now, bugs: bugs, entries: map[string]toyEntry{}}
-			if bugs.notRenewer {
-				return func() tlwebhook.Deduplicator { return toyPlain{d} }
-			}
-			return func() tlwebhook.Deduplicator { return d }
-		},
-		Now:   clock.Now,
-		Sleep: clock.Advance,
-	}
 }
 
 // A toyBugCase pairs a bug with the scenarios that must catch it.
@@ -451,29 +263,53 @@ func TestDeduplicatorHelperProcess(t *testing.T) {
 	TestDeduplicator(t, toySuite(toyBugCases[i].bugs))
 }
 
-// TestDeduplicatorTooSlow: a claim expected to find the key
-// held but answered after the period ended is skipped, not failed; one
-// answered within the period that finds the key gone fails.
+// TestDeduplicatorTooSlow: a claim expected to find the key held, or a
+// renewal or completion expected to find its claim, but answered after
+// the period ended is skipped, not failed; one answered within the period
+// that finds the key gone fails.
 func TestDeduplicatorTooSlow(t *testing.T) {
 	tests := []struct {
 		name    string
 		lease   time.Duration // of the deduplicator; the suite's period is 1s
-		steps   []dedupStep
+		run     func(r *dedupRun)
 		tooSlow bool
 	}{
-		{"answered after the period", time.Second, []dedupStep{
-			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.ClaimInProgress, "t1"),
+		{"answered after the period", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilGone(t1.at)
+			r.dup("k", tlwebhook.ClaimInProgress, t1.at)
 		}, true},
-		{"answered within the period, lease too short", 100 * time.Millisecond, []dedupStep{
-			stepClaim("k", "t1"), stepUntilLive("t1"), stepDup("k", tlwebhook.ClaimInProgress, "t1"),
+		{"answered within the period, lease too short", 100 * time.Millisecond, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilLive(t1.at)
+			r.dup("k", tlwebhook.ClaimInProgress, t1.at)
 		}, false},
-		{"answered after the period, wrong result", time.Second, []dedupStep{
-			stepClaim("k", "t1"), stepUntilGone("t1"), stepDup("k", tlwebhook.ClaimDone, ""),
+		{"answered after the period, wrong result", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilGone(t1.at)
+			r.dup("k", tlwebhook.ClaimDone, none)
 		}, false},
+		{"renewal answered after the lease", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilGone(t1.at)
+			r.renew(t1)
+		}, true},
+		{"renewal answered within the lease, lease too short", 100 * time.Millisecond, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilLive(t1.at)
+			r.renew(t1)
+		}, false},
+		{"completion answered after a renewed lease", time.Second, func(r *dedupRun) {
+			t1 := r.claim("k")
+			r.untilLive(t1.at)
+			renewed := r.renew(t1)
+			r.untilGone(renewed)
+			r.complete(t1)
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := NewFakeClock(time.Time{})
 			cfg, err := DeduplicatorSuite{
 				New: func(_ *testing.T, _, retention time.Duration) func() tlwebhook.Deduplicator {
 					d := &toyDedup{lease: tt.lease, retention: retention, now: clock.Now, entries: map[string]toyEntry{}}
@@ -484,7 +320,7 @@ func TestDeduplicatorTooSlow(t *testing.T) {
 				Period: time.Second,
 			}.config()
 			require.NoError(t, err)
-			err = cfg.run(t, dedupScenario{name: tt.name, lease: short, steps: tt.steps})
+			err = cfg.run(t, dedupScenario{name: tt.name, lease: short, run: tt.run})
 			require.Error(t, err)
 			assert.Equal(t, tt.tooSlow, errors.Is(err, errTooSlow), "%v", err)
 		})

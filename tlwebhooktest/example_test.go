@@ -52,3 +52,26 @@ func ExampleSigner_stale() {
 	fmt.Println(rec.Code)
 	// Output: 401
 }
+
+// A FakeClock drives the clock options of a test: here, a Signer's and a
+// Handler's, so that a delivery is signed and checked at a date of the
+// test's choosing.
+func ExampleFakeClock() {
+	clock := tlwebhooktest.NewFakeClock(time.Date(2026, 7, 24, 20, 0, 0, 0, time.UTC))
+	secret := tlwebhooktest.NewSecret()
+	h, _ := tlwebhook.NewHandler(secret, tlwebhook.WithClock(clock.Now))
+	h.OnJobCompleted(func(context.Context, *tlwebhook.JobCompleted) error {
+		fmt.Println("callback at", clock.Now().Format(time.TimeOnly))
+		return nil
+	})
+	signer, _ := tlwebhooktest.NewSigner(secret)
+	signer.Now = clock.Now
+
+	req := signer.NewRequest("/webhooks/tensorlake", tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code)
+	// Output:
+	// callback at 20:00:00
+	// 204
+}

@@ -162,7 +162,7 @@ func TestRun(t *testing.T) {
 				addr = m[1]
 			}
 			return m != nil
-		}, 5*time.Second, 5*time.Millisecond)
+		}, time.Minute, 5*time.Millisecond)
 
 		signer, err := tlwebhooktest.NewSigner(secret)
 		require.NoError(t, err)
