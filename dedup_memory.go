@@ -35,33 +35,35 @@ const (
 const MinMemoryLease = 100 * time.Millisecond
 
 // A MemoryOption configures a [MemoryDeduplicator]. [NewMemoryDeduplicator]
-// checks the values.
+// checks the values. The options have the names of redisdedup's
+// (WithLease, WithRetention), so that both deduplicators are configured the
+// same way; giving one to [NewHandler] does not compile.
 type MemoryOption func(*MemoryDeduplicator)
 
-// MemoryLease sets how long a claim lasts without renewal. The default is
+// WithLease sets how long a claim lasts without renewal. The default is
 // [DefaultDedupLease]; [NewMemoryDeduplicator] refuses a lease under
 // [MinMemoryLease].
-func MemoryLease(d time.Duration) MemoryOption {
+func WithLease(d time.Duration) MemoryOption {
 	return func(m *MemoryDeduplicator) { m.lease = d }
 }
 
-// MemoryRetention sets how long a completed key is remembered. The default
+// WithRetention sets how long a completed key is remembered. The default
 // is [DefaultDedupRetention]; [NewMemoryDeduplicator] refuses a retention
 // that is not positive.
-func MemoryRetention(d time.Duration) MemoryOption {
+func WithRetention(d time.Duration) MemoryOption {
 	return func(m *MemoryDeduplicator) { m.retention = d }
 }
 
-// MemoryMaxEntries bounds the number of keys held. The default is
+// WithMaxEntries bounds the number of keys held. The default is
 // [DefaultMemoryMaxEntries]; [NewMemoryDeduplicator] refuses a bound that
 // is not positive.
-func MemoryMaxEntries(n int) MemoryOption {
+func WithMaxEntries(n int) MemoryOption {
 	return func(m *MemoryDeduplicator) { m.max = n }
 }
 
-// MemoryClock sets the function that tells the current time, for tests. The
+// WithDeduplicatorClock sets the function that tells the current time, for tests. The
 // default is [time.Now]; [NewMemoryDeduplicator] refuses nil.
-func MemoryClock(now func() time.Time) MemoryOption {
+func WithDeduplicatorClock(now func() time.Time) MemoryOption {
 	return func(m *MemoryDeduplicator) {
 		m.now = now
 		m.nilClock = now == nil
@@ -74,7 +76,7 @@ func MemoryClock(now func() time.Time) MemoryOption {
 // such as the one in github.com/tlwebhook/tlwebhook/redisdedup. It is safe
 // for concurrent use, and its methods take constant time.
 //
-// The table is bounded ([MemoryMaxEntries]). Expired entries are dropped as
+// The table is bounded ([WithMaxEntries]). Expired entries are dropped as
 // the table is used. When a new key arrives and the table is full, the
 // deduplicator evicts an expired entry if there is one, else the oldest
 // completed entry (so a very old duplicate could run again); it never
@@ -102,7 +104,7 @@ type MemoryDeduplicator struct {
 	retention time.Duration
 	max       int
 	now       func() time.Time
-	nilClock  bool      // MemoryClock(nil) was given
+	nilClock  bool      // WithDeduplicatorClock(nil) was given
 	base      time.Time // times are kept as offsets from base
 
 	mu      sync.Mutex
@@ -148,14 +150,14 @@ func NewMemoryDeduplicator(opts ...MemoryOption) (*MemoryDeduplicator, error) {
 	}
 	switch {
 	case m.lease < MinMemoryLease:
-		return nil, fmt.Errorf("%w: MemoryLease(%v): the lease must be at least %v (MinMemoryLease), so that renewals every third of it come in time",
+		return nil, fmt.Errorf("%w: WithLease(%v): the lease must be at least %v (MinMemoryLease), so that renewals every third of it come in time",
 			ErrInvalidOption, m.lease, MinMemoryLease)
 	case m.retention <= 0:
-		return nil, fmt.Errorf("%w: MemoryRetention(%v): the retention must be positive", ErrInvalidOption, m.retention)
+		return nil, fmt.Errorf("%w: WithRetention(%v): the retention must be positive", ErrInvalidOption, m.retention)
 	case m.max <= 0:
-		return nil, fmt.Errorf("%w: MemoryMaxEntries(%d): the bound must be positive", ErrInvalidOption, m.max)
+		return nil, fmt.Errorf("%w: WithMaxEntries(%d): the bound must be positive", ErrInvalidOption, m.max)
 	case m.nilClock:
-		return nil, fmt.Errorf("%w: MemoryClock(nil)", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: WithDeduplicatorClock(nil)", ErrInvalidOption)
 	}
 	m.base = m.now()
 	m.claims.init()
@@ -163,7 +165,7 @@ func NewMemoryDeduplicator(opts ...MemoryOption) (*MemoryDeduplicator, error) {
 	return m, nil
 }
 
-// Lease returns how long a claim lasts without renewal ([MemoryLease]).
+// Lease returns how long a claim lasts without renewal ([WithLease]).
 func (m *MemoryDeduplicator) Lease() time.Duration { return m.lease }
 
 // clock returns the current time as an offset from base. With the default

@@ -25,15 +25,15 @@ const (
 
 // TestMemoryDeduplicatorSuite runs the conformance suite in fake time:
 // with a margin of a nanosecond, it checks that claims and completions last
-// exactly as long as MemoryLease and MemoryRetention say.
+// exactly as long as WithLease and WithRetention say.
 func TestMemoryDeduplicatorSuite(t *testing.T) {
 	clock := tlwebhooktest.NewFakeClock(time.Time{})
 	tlwebhooktest.TestDeduplicator(t, tlwebhooktest.DeduplicatorSuite{
 		New: func(_ *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
 			d := newMem(t,
-				tlwebhook.MemoryClock(clock.Now),
-				tlwebhook.MemoryLease(lease),
-				tlwebhook.MemoryRetention(retention),
+				tlwebhook.WithDeduplicatorClock(clock.Now),
+				tlwebhook.WithLease(lease),
+				tlwebhook.WithRetention(retention),
 			)
 			// Every replica of the handler scenarios shares the one table.
 			return func() tlwebhook.Deduplicator { return d }
@@ -56,7 +56,7 @@ func TestMemoryDeduplicatorDefaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := tlwebhooktest.NewFakeClock(time.Time{})
-			d := newMem(t, tlwebhook.MemoryClock(clock.Now))
+			d := newMem(t, tlwebhook.WithDeduplicatorClock(clock.Now))
 			token := memClaim(t, d, "k", tlwebhook.ClaimAcquired)
 			assert.Regexp(t, `^[0-9a-f]{32}$`, token, "32 hex digits: 16 random bytes")
 			if tt.complete {
@@ -89,15 +89,15 @@ func TestNewMemoryDeduplicatorRefusesWhatCannotWork(t *testing.T) {
 	}{
 		{"defaults", nil, ""},
 		{"nil option", []tlwebhook.MemoryOption{nil}, ""},
-		{"zero lease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(0)}, "MemoryLease(0s)"},
-		{"negative lease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(-time.Second)}, "MemoryLease(-1s)"},
-		{"lease under MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(tlwebhook.MinMemoryLease - 1)}, "at least 100ms"},
-		{"MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.MemoryLease(tlwebhook.MinMemoryLease)}, ""},
-		{"zero retention", []tlwebhook.MemoryOption{tlwebhook.MemoryRetention(0)}, "MemoryRetention(0s)"},
-		{"retention shorter than the lease", []tlwebhook.MemoryOption{tlwebhook.MemoryRetention(time.Second)}, ""},
-		{"zero bound", []tlwebhook.MemoryOption{tlwebhook.MemoryMaxEntries(0)}, "MemoryMaxEntries(0)"},
-		{"nil clock", []tlwebhook.MemoryOption{tlwebhook.MemoryClock(nil)}, "MemoryClock(nil)"},
-		{"nil clock, then a clock", []tlwebhook.MemoryOption{tlwebhook.MemoryClock(nil), tlwebhook.MemoryClock(time.Now)}, ""},
+		{"zero lease", []tlwebhook.MemoryOption{tlwebhook.WithLease(0)}, "WithLease(0s)"},
+		{"negative lease", []tlwebhook.MemoryOption{tlwebhook.WithLease(-time.Second)}, "WithLease(-1s)"},
+		{"lease under MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.WithLease(tlwebhook.MinMemoryLease - 1)}, "at least 100ms"},
+		{"MinMemoryLease", []tlwebhook.MemoryOption{tlwebhook.WithLease(tlwebhook.MinMemoryLease)}, ""},
+		{"zero retention", []tlwebhook.MemoryOption{tlwebhook.WithRetention(0)}, "WithRetention(0s)"},
+		{"retention shorter than the lease", []tlwebhook.MemoryOption{tlwebhook.WithRetention(time.Second)}, ""},
+		{"zero bound", []tlwebhook.MemoryOption{tlwebhook.WithMaxEntries(0)}, "WithMaxEntries(0)"},
+		{"nil clock", []tlwebhook.MemoryOption{tlwebhook.WithDeduplicatorClock(nil)}, "WithDeduplicatorClock(nil)"},
+		{"nil clock, then a clock", []tlwebhook.MemoryOption{tlwebhook.WithDeduplicatorClock(nil), tlwebhook.WithDeduplicatorClock(time.Now)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,9 +197,9 @@ func TestMemoryDeduplicatorRenew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := tlwebhooktest.NewFakeClock(time.Time{})
 			d := newMem(t,
-				tlwebhook.MemoryClock(clock.Now),
-				tlwebhook.MemoryLease(memTestLease),
-				tlwebhook.MemoryRetention(memTestRetention),
+				tlwebhook.WithDeduplicatorClock(clock.Now),
+				tlwebhook.WithLease(memTestLease),
+				tlwebhook.WithRetention(memTestRetention),
 			)
 			assert.Equal(t, memTestLease, d.Lease())
 			tt.run(t, d, clock)
@@ -330,10 +330,10 @@ func TestMemoryDeduplicatorBound(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := tlwebhooktest.NewFakeClock(time.Time{})
 			d := newMem(t,
-				tlwebhook.MemoryClock(clock.Now),
-				tlwebhook.MemoryLease(memTestLease),
-				tlwebhook.MemoryRetention(memTestRetention),
-				tlwebhook.MemoryMaxEntries(tt.max),
+				tlwebhook.WithDeduplicatorClock(clock.Now),
+				tlwebhook.WithLease(memTestLease),
+				tlwebhook.WithRetention(memTestRetention),
+				tlwebhook.WithMaxEntries(tt.max),
 			)
 			tt.run(t, d, clock)
 		})
@@ -353,12 +353,12 @@ func TestMemoryDeduplicatorConcurrentMixed(t *testing.T) {
 	)
 	clock := tlwebhooktest.NewFakeClock(time.Time{})
 	d := newMem(t,
-		tlwebhook.MemoryClock(clock.Now),
+		tlwebhook.WithDeduplicatorClock(clock.Now),
 		// No lease passes during the test, so two holders at once would be
 		// a bug; retentions pass, so completed keys are claimed again.
-		tlwebhook.MemoryLease(time.Hour),
-		tlwebhook.MemoryRetention(time.Minute),
-		tlwebhook.MemoryMaxEntries(max),
+		tlwebhook.WithLease(time.Hour),
+		tlwebhook.WithRetention(time.Minute),
+		tlwebhook.WithMaxEntries(max),
 	)
 	var holders [keys]atomic.Int32 // live holders per key, as seen by the callers
 	var claims, full atomic.Int64
@@ -418,7 +418,7 @@ func TestMemoryBytesPerEntry(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	d := newMem(t, tlwebhook.MemoryMaxEntries(n))
+	d := newMem(t, tlwebhook.WithMaxEntries(n))
 	for i, k := range keys {
 		token, res, err := d.Claim(ctx, k)
 		require.NoError(t, err)
@@ -449,7 +449,7 @@ func BenchmarkMemoryClaimComplete(b *testing.B) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("evt_019f95fb-7f33-7000-8000-%012d", i)
 	}
-	d := newMem(b, tlwebhook.MemoryMaxEntries(max))
+	d := newMem(b, tlwebhook.WithMaxEntries(max))
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0

@@ -84,7 +84,7 @@ func TestHandlerCallbackOutlastsLease(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			secret := tlwebhooktest.NewSecret()
-			dedup, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease))
+			dedup, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.WithLease(lease))
 			require.NoError(t, err)
 			var logs leaseLogs
 			h, err := tlwebhook.NewHandler(secret,
@@ -139,7 +139,7 @@ func TestHandlerCallbackOutlastsLease(t *testing.T) {
 func TestHandlerLostClaimLogged(t *testing.T) {
 	const lease = 10 * time.Second
 	clock := tlwebhooktest.NewFakeClock(time.Time{})
-	dedup, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease), tlwebhook.MemoryClock(clock.Now))
+	dedup, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.WithLease(lease), tlwebhook.WithDeduplicatorClock(clock.Now))
 	require.NoError(t, err)
 	secret := tlwebhooktest.NewSecret()
 	var logs leaseLogs

@@ -304,7 +304,7 @@ func TestAbortOnlyOnCallbackFailure(t *testing.T) {
 // blocks the message: the claim is released, so a retry runs.
 func TestCallbackGoexitReleasesItsClaim(t *testing.T) {
 	secret := tlwebhooktest.NewSecret()
-	dedup, err := tl.NewMemoryDeduplicator(tl.MemoryLease(150 * time.Millisecond))
+	dedup, err := tl.NewMemoryDeduplicator(tl.WithLease(150 * time.Millisecond))
 	require.NoError(t, err)
 	h := quietHandler(t, secret, tl.WithDeduplicator(dedup))
 	exit := true

@@ -6,7 +6,7 @@ import (
 )
 
 // FakeClock is a clock that moves only when told, for the clock options
-// of package tlwebhook ([tlwebhook.WithClock], [tlwebhook.MemoryClock]),
+// of package tlwebhook ([tlwebhook.WithClock], [tlwebhook.WithDeduplicatorClock]),
 // [Signer.Now] and [DeduplicatorSuite] (Now and Sleep). It is safe for
 // concurrent use. The zero value is not usable; call [NewFakeClock].
 type FakeClock struct {

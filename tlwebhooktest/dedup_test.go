@@ -20,7 +20,7 @@ import (
 func TestDeduplicatorMemoryRealTime(t *testing.T) {
 	TestDeduplicator(t, DeduplicatorSuite{
 		New: func(t *testing.T, lease, retention time.Duration) func() tlwebhook.Deduplicator {
-			d, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.MemoryLease(lease), tlwebhook.MemoryRetention(retention))
+			d, err := tlwebhook.NewMemoryDeduplicator(tlwebhook.WithLease(lease), tlwebhook.WithRetention(retention))
 			require.NoError(t, err)
 			return func() tlwebhook.Deduplicator { return d }
 		},

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tlwebhook/tlwebhook"
+	"github.com/tlwebhook/tlwebhook/internal/testutil"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
@@ -98,7 +99,7 @@ func TestSendIntoListen(t *testing.T) {
 // TestListenStopsOnSIGTERM runs listen through run, which installs the
 // signal handling of the real command, and sends the process SIGTERM.
 func TestListenStopsOnSIGTERM(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"listen", "-addr", "127.0.0.1:0", "-secret", tlwebhooktest.NewSecret()}, strings.NewReader(""), out, out)

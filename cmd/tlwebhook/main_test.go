@@ -22,8 +22,6 @@ import (
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
-type syncBuffer = testutil.SyncBuffer
-
 func noEnv(string) string { return "" }
 
 // result is the outcome of one in-process command run.
@@ -203,7 +201,7 @@ func TestQuoteIfNeeded(t *testing.T) {
 }
 
 // waitFor polls buf until re matches and returns the first submatch.
-func waitFor(t *testing.T, buf *syncBuffer, re string) string {
+func waitFor(t *testing.T, buf *testutil.SyncBuffer, re string) string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
@@ -220,10 +218,10 @@ func waitFor(t *testing.T, buf *syncBuffer, re string) string {
 // startListen runs listen in-process on a free loopback port and returns
 // its URL, its output and a function that stops it and returns its exit
 // status.
-func startListen(t *testing.T, args ...string) (url string, out *syncBuffer, stop func() int) {
+func startListen(t *testing.T, args ...string) (url string, out *testutil.SyncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncBuffer{}
+	out = &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- runContext(ctx, append([]string{"listen", "-addr", "127.0.0.1:0"}, args...),
@@ -256,7 +254,7 @@ func writeTemp(t *testing.T, data []byte) string {
 	return p
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*testutil.SyncBuffer)(nil)
 
 // quietLogger sends a test Handler's log records to the test's log, shown
 // only when the test fails.
