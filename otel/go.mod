@@ -3,7 +3,7 @@ module github.com/tlwebhook/tlwebhook/otel
 go 1.26.0
 
 require (
-	github.com/tlwebhook/tlwebhook v0.0.0-20261206031329-28251c7725bf
+	github.com/tlwebhook/tlwebhook v0.0.0-20261206040716-b52d0c265d6e
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/stdout/stdoutmetric v1.47.0

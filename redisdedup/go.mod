@@ -6,7 +6,7 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 	github.com/svix/svix-webhooks v1.99.1
-	github.com/tlwebhook/tlwebhook v0.0.0-20261201215643-094cad76f4a3
+	github.com/tlwebhook/tlwebhook v0.0.0-20261206040716-b52d0c265d6e
 )
 
 require (

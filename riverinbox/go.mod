@@ -9,7 +9,7 @@ require (
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2
 	github.com/riverqueue/river/riverdriver/riversqlite v0.51.2
 	github.com/riverqueue/river/rivertype v0.51.2
-	github.com/tlwebhook/tlwebhook v0.0.0-20261201213954-5dff39b01b32
+	github.com/tlwebhook/tlwebhook v0.0.0-20261206040716-b52d0c265d6e
 	modernc.org/sqlite v1.62.0
 )
 

@@ -7,7 +7,7 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/gorilla/mux v1.8.1
 	github.com/labstack/echo/v4 v4.16.5
-	github.com/tlwebhook/tlwebhook v0.0.0-20261201212307-4f4492740197
+	github.com/tlwebhook/tlwebhook v0.0.0-20261206040716-b52d0c265d6e
 )
 
 require (
