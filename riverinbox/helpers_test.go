@@ -23,6 +23,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/tlwebhook/tlwebhook"
 	"github.com/tlwebhook/tlwebhook/riverinbox"
+	"github.com/tlwebhook/tlwebhook/riverinbox/riverinboxtest"
 	"github.com/tlwebhook/tlwebhook/tlwebhooktest"
 )
 
@@ -63,7 +64,7 @@ func postgresBackendPool(pool *pgxpool.Pool) *backend[pgx.Tx] {
 				return nil, err
 			}
 			defer rows.Close()
-			return scanPairs(rows)
+			return riverinboxtest.ScanCounts(rows)
 		},
 		ph: func(n int) string { return fmt.Sprintf("$%d", n) },
 	}
@@ -92,7 +93,7 @@ func sqliteBackendDB(db *sql.DB) *backend[*sql.Tx] {
 				return nil, err
 			}
 			defer rows.Close()
-			return scanPairs(rows)
+			return riverinboxtest.ScanCounts(rows)
 		},
 		ph: func(int) string { return "?" },
 	}
@@ -342,22 +343,3 @@ func fmtKeys(m map[string]int, bad func(int) bool, limit int) string {
 }
 
 func readCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
-
-// scanPairs reads rows of (text, integer) into a map; pgx.Rows and
-// *sql.Rows both have these methods.
-func scanPairs(rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}) (map[string]int, error) {
-	m := map[string]int{}
-	for rows.Next() {
-		var k string
-		var n int
-		if err := rows.Scan(&k, &n); err != nil {
-			return nil, err
-		}
-		m[k] = n
-	}
-	return m, rows.Err()
-}

@@ -218,7 +218,7 @@ func sqliteQueryer(path string) queryer {
 			return nil, err
 		}
 		defer rows.Close()
-		return scanPairs(rows)
+		return riverinboxtest.ScanCounts(rows)
 	}
 }
 
@@ -235,27 +235,8 @@ func postgresQueryer(dbURL string) queryer {
 			return nil, err
 		}
 		defer rows.Close()
-		return scanPairs(rows)
+		return riverinboxtest.ScanCounts(rows)
 	}
-}
-
-// scanPairs reads (text, integer) rows; pgx.Rows and *sql.Rows both have
-// these methods.
-func scanPairs(rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}) (map[string]int, error) {
-	m := map[string]int{}
-	for rows.Next() {
-		var k string
-		var n int
-		if err := rows.Scan(&k, &n); err != nil {
-			return nil, err
-		}
-		m[k] = n
-	}
-	return m, rows.Err()
 }
 
 // waitFor polls cond every 50 ms until it returns "" or timeout passes,

@@ -359,3 +359,27 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Rows is what [ScanCounts] reads: pgx.Rows and *sql.Rows both have these
+// methods.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanCounts reads rows of (text, integer), such as the result of
+// "select job_id, count(*) ... group by job_id", into a map: the usual way a
+// test counts the effects its callbacks committed, on PostgreSQL or SQLite.
+func ScanCounts(rows Rows) (map[string]int, error) {
+	m := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		m[k] = n
+	}
+	return m, rows.Err()
+}
