@@ -38,10 +38,10 @@ func (h *Handler) run(ctx context.Context, fn *callbackFunc, ev Event, c *claim)
 	if h.timeout <= 0 {
 		cbErr = call(ctx, fn, ev)
 	} else {
-		cctx, cancel := context.WithDeadline(ctx, start.Add(h.timeout)) // one clock read for both
+		cctx := withLazyDeadline(ctx, start.Add(h.timeout)) // one clock read for both
 		cbErr = call(cctx, fn, ev)
 		timedOut = ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
-		cancel()
+		cctx.release()
 	}
 	dur := time.Since(start)
 	switch err := cbErr; {
