@@ -2,6 +2,7 @@ package tlwebhook
 
 import (
 	"bytes"
+	jsonv1 "encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -204,7 +205,7 @@ func (r *reencoder) index() bool {
 		end := dec.InputOffset() // the value's text ends here
 		if top := &stack[len(stack)-1]; top.expectName {
 			s := int32(len(r.keyArena))
-			if r.keyArena, err = jsontext.AppendUnquote(r.keyArena, raw); err != nil {
+			if r.keyArena, err = appendUnquoteLenient(r.keyArena, raw); err != nil {
 				return false
 			}
 			key = jsonItem{keyStart: s, keyEnd: int32(len(r.keyArena))}
@@ -270,7 +271,7 @@ func (w *jsonWriter) scalar(raw []byte) {
 	switch {
 	case raw[0] == '"' && w.s.escape != escapeKeep:
 		var err error
-		w.r.str, err = jsontext.AppendUnquote(w.r.str[:0], raw)
+		w.r.str, err = appendUnquoteLenient(w.r.str[:0], raw)
 		if err != nil {
 			w.out = append(w.out, raw...)
 			return
@@ -386,4 +387,18 @@ func appendGoFloat(dst []byte, f float64) []byte {
 		}
 	}
 	return dst
+}
+
+// appendUnquoteLenient appends the string raw (a JSON string literal)
+// unquoted, replacing invalid UTF-8 and lone surrogates with U+FFFD, as Go's
+// encoding/json and JSON.parse-based re-encoders do.
+func appendUnquoteLenient(dst, raw []byte) ([]byte, error) {
+	if out, err := jsontext.AppendUnquote(dst, raw); err == nil {
+		return out, nil
+	}
+	var s string
+	if err := jsonv1.Unmarshal(raw, &s); err != nil {
+		return dst, err
+	}
+	return append(dst, s...), nil
 }
