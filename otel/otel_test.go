@@ -58,6 +58,17 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
+// handler returns a quiet Handler reporting to the rig, with a new secret.
+func (r *rig) handler(t *testing.T, opts ...tlwebhook.HandlerOption) (*tlwebhook.Handler, string) {
+	t.Helper()
+	secret := tlwebhooktest.NewSecret()
+	h, err := tlwebhook.NewHandler(secret, append([]tlwebhook.HandlerOption{tlwebhook.WithObserver(r.obs), quiet}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, secret
+}
+
 // point is one data point of a metric: its attributes written as
 // "type|outcome|status" (status empty when absent) and its value (the
 // count, for the histogram).
@@ -447,11 +458,7 @@ func TestRejectedDeliveryID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
-			secret := tlwebhooktest.NewSecret()
-			h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(r.obs), quiet)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, secret := r.handler(t)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			d := delivery{id: tt.id, body: tlwebhooktest.Sample(tlwebhook.EventTypeJobCompleted), sign: tlwebhooktest.NewSecret()}
@@ -602,11 +609,7 @@ func TestDiscarded(t *testing.T) {
 // collapse to one attribute value, whichever struct they decode to.
 func TestUnknownEventType(t *testing.T) {
 	r := newRig(t)
-	secret := tlwebhooktest.NewSecret()
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(r.obs), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, secret := r.handler(t)
 	h.OnUnknown(func(context.Context, *tlwebhook.UnknownEvent) error { return nil })
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -684,11 +687,7 @@ func typeCreated() string { return string(tlwebhook.EventTypeJobCreated) }
 // propagated.
 func TestParentSpan(t *testing.T) {
 	r := newRig(t)
-	secret := tlwebhooktest.NewSecret()
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(r.obs), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, secret := r.handler(t)
 	h.OnJobCompleted(func(context.Context, *tlwebhook.JobCompleted) error { return nil })
 	srv := httptest.NewServer(otelhttp.NewHandler(h, "POST /webhooks/tensorlake",
 		otelhttp.WithTracerProvider(r.tp), otelhttp.WithMeterProvider(r.mp)))
@@ -791,11 +790,7 @@ func (r *rig) collectDrift(t *testing.T) []point {
 // nothing.
 func TestDrift(t *testing.T) {
 	r := newRig(t)
-	secret := tlwebhooktest.NewSecret()
-	h, err := tlwebhook.NewHandler(secret, tlwebhook.WithObserver(r.obs), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, secret := r.handler(t)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	sample := string(tlwebhooktest.Sample(tlwebhook.EventTypeSandboxFailed))
