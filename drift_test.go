@@ -417,3 +417,27 @@ func TestSamplesFitExactly(t *testing.T) {
 		assert.Empty(t, drift, typ)
 	}
 }
+
+// TestNewVersionWithOtherDrift (found by FuzzParseEvent): a newer
+// event_version is breaking drift also when the payload has additive drift
+// too, which sends it down the walk instead of the strict decode.
+func TestNewVersionWithOtherDrift(t *testing.T) {
+	for _, typ := range []tl.EventType{tl.EventTypeSandboxFailed, tl.EventTypeApplicationCreated, tl.EventTypeRequestFailed} {
+		t.Run(string(typ), func(t *testing.T) {
+			sample := string(tlwebhooktest.Sample(typ))
+			payload := strings.Replace(sample, `"event_version": 1`, `"event_version": 2, "brand_new_member": {}`, 1)
+			require.NotEqual(t, sample, payload)
+			ev, err := tl.ParseEvent([]byte(payload))
+			require.ErrorIs(t, err, tl.ErrSchemaDrift)
+			assert.IsType(t, &tl.UnknownEvent{}, ev, "never a typed event")
+			drift, err := tl.CheckDrift([]byte(payload))
+			require.NoError(t, err)
+			var kinds []tl.DriftKind
+			for _, d := range drift {
+				kinds = append(kinds, d.Kind)
+			}
+			assert.Contains(t, kinds, tl.DriftNewVersion)
+			assert.Contains(t, kinds, tl.DriftNewMember)
+		})
+	}
+}

@@ -139,7 +139,7 @@ func shapeOf(t reflect.Type, cache map[reflect.Type]*shape) *shape {
 		s.fields = map[string]*shape{}
 		for f := range jsonFields(t) {
 			fs := shapeOf(f.Type, cache)
-			if f.Name == versionField.Name && f.Type == versionField.Type && t == reflect.TypeFor[Envelope]() {
+			if f.Name == versionField.Name && f.Type == versionField.Type && declaringType(t, f) == reflect.TypeFor[Envelope]() {
 				fs = &shape{kind: shapeInt, bits: 64, version: true}
 			}
 			s.fields[jsonName(f)] = fs
@@ -164,6 +164,16 @@ func shapeOf(t reflect.Type, cache map[reflect.Type]*shape) *shape {
 		panic("tlwebhook: the drift checks do not know the Go type " + t.String())
 	}
 	return s
+}
+
+// declaringType returns the struct that declares field f of struct t: t
+// itself, or the embedded struct that f is promoted from (the envelope's
+// fields reach the lifecycle events that way).
+func declaringType(t reflect.Type, f reflect.StructField) reflect.Type {
+	if len(f.Index) > 1 {
+		return t.FieldByIndex(f.Index[:len(f.Index)-1]).Type
+	}
+	return t
 }
 
 // jsonFields yields the fields of struct t that JSON decodes, with the
