@@ -114,13 +114,13 @@ func (h *Handler) GoString() string { return h.String() }
 // LogValue is like String, for [log/slog].
 func (h *Handler) LogValue() slog.Value { return slog.StringValue(h.String()) }
 
-// resolve returns the callback that handles ev (of table row k) and the
-// event it receives, or nil.
-func (h *Handler) resolve(k int, ev Event) (*callbackFunc, Event) {
+// resolve returns the callback that handles an event of table row k: its
+// struct's, else the catch-all, else nil.
+func (h *Handler) resolve(k int) *callbackFunc {
 	if fn := h.callbacks[k].Load(); fn != nil {
-		return fn, ev
+		return fn
 	}
-	return h.any.Load(), ev
+	return h.any.Load()
 }
 
 // result is what happened to one delivery after it was decoded.
@@ -222,7 +222,7 @@ func (h *Handler) enqueue(ctx context.Context, d Delivery, body []byte) result {
 // driftErr, when not nil, is the breaking drift that made ev an
 // UnknownEvent: without a callback for it, the delivery fails.
 func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int, driftErr error) result {
-	fn, arg := h.resolve(k, ev)
+	fn := h.resolve(k)
 	if fn == nil && driftErr != nil {
 		return result{status: http.StatusInternalServerError, outcome: DeliveryFailed, err: driftErr, level: slog.LevelError,
 			msg: "tlwebhook: breaking schema drift and neither OnUnknown nor OnAny is registered: the delivery fails (and is retried) until one is, or tlwebhook is upgraded"}
@@ -231,7 +231,7 @@ func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int, drift
 		return result{status: http.StatusNoContent, outcome: DeliveryProcessed, level: slog.LevelDebug, msg: "tlwebhook: delivery accepted, no callback registered"}
 	}
 	if h.dedup == nil {
-		return h.run(ctx, fn, arg, nil)
+		return h.run(ctx, fn, ev, nil)
 	}
 	key := d.IdempotencyKey()
 	token, res, err := h.dedup.Claim(ctx, key)
@@ -249,7 +249,7 @@ func (h *Handler) handle(ctx context.Context, d Delivery, ev Event, k int, drift
 		return result{status: http.StatusServiceUnavailable, outcome: DeliveryFailed, err: fmt.Errorf("deduplicator returned an invalid result %d", int(res)),
 			level: slog.LevelError, msg: "tlwebhook: deduplicator returned an invalid result"}
 	}
-	return h.run(ctx, fn, arg, &claim{h: h, key: key, token: token})
+	return h.run(ctx, fn, ev, &claim{h: h, key: key, token: token})
 }
 
 // log logs the result of one delivery with its ids, never its body.

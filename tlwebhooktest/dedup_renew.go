@@ -174,15 +174,7 @@ func handlerOutlastsLease(r *dedupRun) error {
 			return watch
 		}
 		return d
-	}}, func(context.Context, *tlwebhook.SandboxEvent) error {
-		if runs.Add(1) == 1 {
-			select {
-			case <-finish:
-			case <-time.After(2 * eventTimeout):
-			}
-		}
-		return nil
-	})
+	}}, holdFirstRun(&runs, finish))
 	if err != nil {
 		return err
 	}
@@ -271,15 +263,7 @@ func handlerStalledHolder(r *dedupRun) error {
 			}
 			return slog.New(slog.DiscardHandler)
 		},
-	}, func(context.Context, *tlwebhook.SandboxEvent) error {
-		if runs.Add(1) == 1 {
-			select {
-			case <-finish:
-			case <-time.After(2 * eventTimeout):
-			}
-		}
-		return nil
-	})
+	}, holdFirstRun(&runs, finish))
 	if err != nil {
 		return err
 	}
@@ -304,4 +288,19 @@ func handlerStalledHolder(r *dedupRun) error {
 		}
 	}
 	return fmt.Errorf("the stalled holder's Handler logged no error-level record naming %q; its logs:\n%s", lost, logs.String())
+}
+
+// holdFirstRun is a callback that counts its runs in runs and holds the
+// first one until finish is closed (or twice the event timeout passes),
+// returning nil: a holder still running while its lease would lapse.
+func holdFirstRun(runs *atomic.Int32, finish <-chan struct{}) func(context.Context, *tlwebhook.SandboxEvent) error {
+	return func(context.Context, *tlwebhook.SandboxEvent) error {
+		if runs.Add(1) == 1 {
+			select {
+			case <-finish:
+			case <-time.After(2 * eventTimeout):
+			}
+		}
+		return nil
+	}
 }
