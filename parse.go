@@ -137,7 +137,7 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 		// Decode first: only a payload that does not fit needs the walk.
 		ev := newEvent()
 		if json.Unmarshal(payload, ev, validated) == nil {
-			if e, ok := ev.(interface{ envelope() *Envelope }); !ok || e.envelope().EventVersion <= MaxEventVersion {
+			if !newerVersion(ev) {
 				return ev, k, nil, nil
 			}
 		}
@@ -171,16 +171,23 @@ func parse(payload []byte, report bool, memo *driftLog) (Event, int, []Drift, er
 // to its family, enumeration values that are none of the constants, an
 // event_version above the highest modelled.
 func (p *parseState) checkEvent(k int, ev Event) {
-	e, lifecycle := ev.(interface{ envelope() *Envelope })
-	if lifecycle {
+	if _, lifecycle := ev.(interface{ envelope() *Envelope }); lifecycle {
 		if _, listed := byType[p.typ]; !listed {
 			p.add(DriftNewType, nil, "/event_type", "")
 		}
 	}
 	p.probeEnums(k, ev)
-	if lifecycle && e.envelope().EventVersion > MaxEventVersion {
+	if newerVersion(ev) {
 		p.add(DriftNewVersion, nil, "/event_version", "")
 	}
+}
+
+// newerVersion reports whether ev is a lifecycle event of an event_version
+// above [MaxEventVersion] (the walk applies the same rule to the raw
+// number, in checkLeaf).
+func newerVersion(ev Event) bool {
+	e, ok := ev.(interface{ envelope() *Envelope })
+	return ok && e.envelope().EventVersion > MaxEventVersion
 }
 
 // probe holds the members that decide what a payload is.
